@@ -1,0 +1,190 @@
+"""Tests of speechkit.curvature: HVP vs the exact Hessian, Hutchinson exactness, power iteration vs eigvalsh."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from speechkit.curvature import (hutchinson_samples, hutchinson_trace, hvp, power_iteration, sharpness_report,
+                                 top_eigenvalue)
+from speechkit.errors import SpeechkitError
+
+
+def _mlp_problem(seed: int = 0):
+    torch.manual_seed(seed)
+    net = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2)).double()
+    x, y = torch.randn(16, 3, dtype=torch.float64), torch.randint(0, 2, (16,))
+    return net, x, y
+
+
+def _flat_hessian(net: nn.Module, x, y) -> torch.Tensor:
+    """Exact Hessian of the MLP's CE loss over all parameters, from torch.autograd.functional.hessian."""
+    names = [n for n, _ in net.named_parameters()]
+    shapes = [p.shape for p in net.parameters()]
+    flat0 = torch.cat([p.detach().reshape(-1) for p in net.parameters()])
+
+    def loss_of(flat):
+        tensors, i = {}, 0
+        for name, shape in zip(names, shapes):
+            k = shape.numel()
+            tensors[name] = flat[i:i + k].reshape(shape)
+            i += k
+        logits = torch.func.functional_call(net, tensors, (x,))
+        return nn.functional.cross_entropy(logits, y)
+
+    return torch.autograd.functional.hessian(loss_of, flat0)
+
+
+def test_hvp_equals_exact_hessian_times_vector():
+    net, x, y = _mlp_problem()
+    H = _flat_hessian(net, x, y)
+    params = list(net.parameters())
+    v = [torch.randn_like(p) for p in params]
+    loss = nn.functional.cross_entropy(net(x), y)
+    hv = torch.cat([t.reshape(-1) for t in hvp(loss, net, v)])
+    expected = H @ torch.cat([t.reshape(-1) for t in v])
+    torch.testing.assert_close(hv, expected, rtol=1e-10, atol=1e-12)
+
+
+def test_hutchinson_exact_for_diagonal_quadratic():
+    a = torch.tensor([0.5, 2.0, -1.0, 7.0, 3.25], dtype=torch.float64)
+    theta = torch.randn(5, dtype=torch.float64, requires_grad=True)
+    loss = 0.5 * (a * theta * theta).sum()  # H = diag(a)
+    samples = hutchinson_samples(loss, [theta], n_samples=7, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(samples, torch.full((7,), float(a.sum()), dtype=torch.float64), rtol=0, atol=1e-12)
+
+
+def test_hutchinson_dense_spd_within_3_percent():
+    g = torch.Generator().manual_seed(0)
+    m = torch.randn(20, 20, generator=g, dtype=torch.float64)
+    a = m @ m.T / 20 + torch.eye(20, dtype=torch.float64)
+    theta = torch.randn(20, dtype=torch.float64, requires_grad=True)
+    loss = 0.5 * theta @ a @ theta
+    estimate = hutchinson_trace(loss, [theta], n_samples=2000, generator=g)
+    assert abs(estimate - float(a.trace())) / float(a.trace()) < 0.03
+
+
+def test_power_iteration_recovers_lambda_max_of_spd_quadratic():
+    g = torch.Generator().manual_seed(3)
+    q, _ = torch.linalg.qr(torch.randn(50, 50, generator=g, dtype=torch.float64))
+    eig = torch.linspace(0.1, 5.0, 50, dtype=torch.float64)
+    eig[-1] = 10.0  # a clear gap so that 200 iterations converge to 1e-4
+    a = q @ torch.diag(eig) @ q.T
+    theta = torch.randn(50, dtype=torch.float64, requires_grad=True)
+    value, vector = power_iteration(0.5 * theta @ a @ theta, [theta], iters=200, tol=1e-12, generator=g)
+    assert abs(value - 10.0) < 1e-4
+    assert abs(abs(float(vector[0] @ q[:, -1])) - 1.0) < 1e-4
+
+
+def test_power_iteration_matches_eigvalsh_on_small_network():
+    net, x, y = _mlp_problem(seed=1)
+    eigenvalues = torch.linalg.eigvalsh(_flat_hessian(net, x, y))
+    dominant = eigenvalues[eigenvalues.abs().argmax()]  # power iteration finds the largest |lambda|
+    second = eigenvalues.abs().sort().values[-2]
+    assert second < 0.9 * dominant.abs(), "test network needs a spectral gap"
+    loss = nn.functional.cross_entropy(net(x), y)
+    value = top_eigenvalue(loss, net, iters=1000, tol=1e-12, generator=torch.Generator().manual_seed(0))
+    assert abs(value - float(dominant)) < 1e-5 * abs(float(dominant))
+
+
+def test_sharpness_report_averages_over_batches():
+    theta = torch.zeros(3, dtype=torch.float64, requires_grad=True)
+    scales = [1.0, 3.0]  # loss_b = 0.5 * s_b * ||theta - 1||^2 -> H = s_b I
+    report = sharpness_report([theta], lambda s: 0.5 * s * ((theta - 1) ** 2).sum(), scales, iters=5, n_samples=4)
+    assert report.n_batches == 2 and report.n_params == 3
+    assert report.top_eigenvalue == pytest.approx(2.0) and report.hessian_trace == pytest.approx(6.0)
+    assert report.loss == pytest.approx(0.5 * 2.0 * 3)
+    assert report.top_eigenvalue_std == pytest.approx(torch.tensor([1.0, 3.0]).std().item())
+
+
+def test_bad_input_names_the_argument():
+    theta = torch.randn(3, requires_grad=True)
+    loss = (theta ** 2).sum()
+    with pytest.raises(SpeechkitError, match="vector"):
+        hvp(loss, [theta], [torch.randn(4)])
+    with pytest.raises(SpeechkitError, match="n_samples"):
+        hutchinson_trace(loss, [theta], n_samples=0)
+    with pytest.raises(SpeechkitError, match="iters"):
+        top_eigenvalue(loss, [theta], iters=0)
+    with pytest.raises(SpeechkitError, match="loss"):
+        top_eigenvalue(theta.detach().sum(), [theta])
+    with pytest.raises(SpeechkitError, match="params"):
+        hvp(loss, [], [])
+
+
+TINY = '''
+import lightning as L
+import torch
+from torch import nn
+
+
+class TinyRegression(L.LightningModule):
+    def __init__(self, dim: int = 2):
+        super().__init__()
+        self.save_hyperparameters()
+        self.linear = nn.Linear(dim, 1)
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        return nn.functional.mse_loss(self.linear(x).squeeze(-1), y)
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.01)
+
+
+class TinyData(L.LightningDataModule):
+    def __init__(self, a: float = 2.0, b: float = 0.5):
+        super().__init__()
+        signs = torch.tensor([[1.0, 1.0], [1.0, -1.0], [-1.0, 1.0], [-1.0, -1.0]])
+        self.x = signs * torch.tensor([a, b])
+        self.y = torch.tensor([1.0, 0.0, 2.0, -1.0])
+
+    def _loader(self):
+        return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(self.x, self.y), batch_size=4)
+
+    def train_dataloader(self):
+        return self._loader()
+
+    def val_dataloader(self):
+        return self._loader()
+'''
+
+
+def test_sharpness_cli_on_a_lightning_checkpoint(tmp_path, monkeypatch, capsys):
+    import lightning as L
+
+    from speechkit.curvature import main
+
+    (tmp_path / "tiny_sharp.py").write_text(TINY)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import tiny_sharp
+
+    trainer = L.Trainer(max_steps=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, default_root_dir=tmp_path)
+    trainer.fit(tiny_sharp.TinyRegression(), tiny_sharp.TinyData())
+    ckpt = tmp_path / "model.ckpt"
+    trainer.save_checkpoint(ckpt)
+    config = tmp_path / "config.yaml"
+    config.write_text("data:\n  class_path: tiny_sharp.TinyData\n  init_args:\n    a: 2.0\n    b: 0.5\n")
+    # x columns are +-a, +-b with zero mean: H = diag(2a^2, 2b^2, 2) = diag(8, 0.5, 2) for MSE (exact).
+    assert main([str(ckpt), "--config", str(config), "--model-class", "tiny_sharp:TinyRegression",
+                 "--batches", "1", "--iters", "100", "--tol", "1e-10", "--samples", "3"]) == 0
+    out = dict(line.split(": ") for line in capsys.readouterr().out.strip().splitlines())
+    assert float(out["top_eigenvalue"]) == pytest.approx(8.0, rel=1e-4)
+    assert float(out["hessian_trace"]) == pytest.approx(10.5, rel=1e-6)
+    assert int(out["n_params"]) == 3
+
+    with pytest.raises(SpeechkitError, match="_class_path"):  # saved without LightningCLI and no --model-class
+        main([str(ckpt), "--config", str(config)])
+    with pytest.raises(SpeechkitError, match="checkpoint"):
+        main([str(tmp_path / "missing.ckpt"), "--config", str(config)])
+
+    state = torch.load(ckpt, weights_only=False)  # as LightningCLI stores it: the class in hyper_parameters
+    state["hyper_parameters"]["_class_path"] = "tiny_sharp.TinyRegression"
+    torch.save(state, ckpt)
+    assert main([str(ckpt), "--config", str(config), "--batches", "1", "--iters", "100", "--tol", "1e-10"]) == 0
+    assert "top_eigenvalue: 8" in capsys.readouterr().out
