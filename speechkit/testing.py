@@ -1,0 +1,56 @@
+"""Small factories for tests and examples: real-corpus locations, tiny manifests of synthetic tones."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+from lhotse import CutSet, Recording, RecordingSet, SupervisionSegment, SupervisionSet
+
+from speechkit.data.corpora.base import write_split
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def shared_data_dir() -> Path:
+    """``$SPEECHKIT_DATA``, else ``<repo>/../shared/data`` (the small real corpora)."""
+    return Path(os.environ.get("SPEECHKIT_DATA", REPO_ROOT.parent / "shared" / "data"))
+
+
+def tone_corpus(
+    out_dir: str | Path,
+    split: str = "train",
+    num_cuts: int = 20,
+    num_classes: int = 2,
+    sampling_rate: int = 16000,
+    seed: int = 0,
+    min_duration: float = 0.3,
+    max_duration: float = 1.2,
+) -> CutSet:
+    """Writes a tiny corpus of noisy sine tones: class ``k`` is a tone at ``300 * (k + 1)`` Hz.
+
+    The text is the class word (``"tone0"`` ...) and ``custom["label"]`` the class index, so both recognition and
+    classification tasks can learn it in a few steps. Returns the cuts (also written as manifests).
+    """
+    out_dir = Path(out_dir)
+    (out_dir / "audio").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    recordings, supervisions = [], []
+    for i in range(num_cuts):
+        label = i % num_classes
+        duration = float(rng.uniform(min_duration, max_duration))
+        t = np.arange(int(duration * sampling_rate)) / sampling_rate
+        audio = 0.5 * np.sin(2 * np.pi * 300 * (label + 1) * t) + 0.05 * rng.standard_normal(t.shape)
+        path = out_dir / "audio" / f"{split}_{i:04d}.wav"
+        sf.write(path, audio.astype(np.float32), sampling_rate)
+        recording = Recording.from_file(path, recording_id=path.stem)
+        recordings.append(recording)
+        supervisions.append(
+            SupervisionSegment(
+                id=path.stem, recording_id=path.stem, start=0.0, duration=recording.duration, channel=0,
+                text=f"tone{label}", language="en", speaker=f"spk{i % 3}", custom={"label": label},
+            )
+        )
+    return write_split(out_dir, split, RecordingSet.from_recordings(recordings), SupervisionSet.from_segments(supervisions))
