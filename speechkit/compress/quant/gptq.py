@@ -1,0 +1,168 @@
+"""GPTQ: column-by-column quantization with Optimal-Brain-Surgeon error compensation.
+
+Frantar et al., "GPTQ: Accurate Post-Training Quantization for Generative Pre-trained Transformers" (2023), Alg. 1:
+with the layer-input Hessian ``H = 2 X^T X`` (damped by ``percdamp * mean(diag H)``) and ``U = chol(H^-1)^T``
+(upper), column j is quantized and the error ``(w_j - q_j) / U_jj`` is spread over the columns not yet quantized
+by ``U_{j, j:}``. The per-column loss ``L_j = 1/2 * sum_rows (w_ij - q_ij)^2 / U_jj^2`` is what BAQ (Zhang et al.
+2025) allocates bits from. SparseGPT reuses ``layer_input_hessian`` and ``inverse_hessian_cholesky``.
+
+No library ships a model-agnostic GPTQ core that takes a weight and inputs (optimum/auto-gptq wrap whole HF
+models and need a GPU kernel package), so the loop is written here after the reference ``gptq.py``.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from speechkit.compress.quant.formats import check_bits, check_group_size, int_quantize, int_scale_zero
+from speechkit.errors import SpeechkitError
+
+
+def layer_input_hessian(inputs: Tensor) -> Tensor:
+    """``H = 2 X^T X / n`` of calibration inputs ``X`` ``(n, in)`` (any leading dims are flattened); ``(in, in)``."""
+    x = inputs.reshape(-1, inputs.shape[-1]).double()  # (n, in)
+    if x.shape[0] == 0:
+        raise SpeechkitError("inputs must hold at least one calibration row, got 0")
+    return 2.0 * x.T @ x / x.shape[0]
+
+
+def inverse_hessian_cholesky(hessian: Tensor, weight: Tensor, percdamp: float = 0.01) -> Tensor:
+    """Upper Cholesky factor of the damped inverse Hessian; zeroes ``weight`` columns of dead inputs in place.
+
+    Args:
+        hessian: ``(in, in)``, modified copy only.
+        weight: ``(out, in)`` float working copy; columns whose input is always 0 are set to 0 (as GPTQ does).
+        percdamp: damping as a fraction of the mean diagonal.
+
+    Returns:
+        ``U`` ``(in, in)`` upper triangular with ``U^T U = (H + damp I)^-1``.
+    """
+    if not 0 <= percdamp < 1:
+        raise SpeechkitError(f"percdamp must be in [0, 1), got {percdamp}")
+    h = hessian.clone().double()
+    dead = torch.diag(h) == 0
+    h[dead, dead] = 1.0
+    weight[:, dead] = 0
+    idx = torch.arange(h.shape[0])
+    h[idx, idx] += percdamp * torch.mean(torch.diag(h))
+    hinv = torch.cholesky_inverse(torch.linalg.cholesky(h))
+    return torch.linalg.cholesky(hinv, upper=True)
+
+
+def _check_inputs(weight: Tensor, inputs: Tensor) -> None:
+    if weight.dim() != 2:
+        raise SpeechkitError(f"weight must be 2-D (out, in), got shape {tuple(weight.shape)}")
+    if inputs.shape[-1] != weight.shape[1]:
+        raise SpeechkitError(f"inputs must have {weight.shape[1]} features (weight's in), got {inputs.shape[-1]}")
+
+
+# (column (out,), its index j, live() -> the updated columns j, j+1, ... (out, in - j)) -> dequantized column
+ColumnQuantizer = Callable[[Tensor, int, Callable[[], Tensor]], Tensor]
+
+
+def obs_quantize(weight: Tensor, u: Tensor, quantize_column: ColumnQuantizer, blocksize: int = 128) -> tuple[Tensor, Tensor]:
+    """GPTQ's lazy-batch OBS loop with any column quantizer; returns the new weight and per-column losses.
+
+    Args:
+        weight: ``(out, in)`` float64 working copy (consumed).
+        u: upper Cholesky factor of the inverse Hessian, ``(in, in)``.
+        quantize_column: maps column ``j`` of the *updated* weight to its quantized value; its third argument
+            returns the updated columns from ``j`` on (for fitting a group's grid when the group starts).
+        blocksize: columns updated together before the lazy block update.
+
+    Returns:
+        ``(q, losses)``: ``(out, in)`` quantized weight and ``(in,)`` losses ``1/2 sum (w - q)^2 / U_jj^2``.
+    """
+    cols = weight.shape[1]
+    q = torch.zeros_like(weight)
+    losses = torch.zeros(cols, dtype=weight.dtype)
+    for start in range(0, cols, blocksize):
+        end = min(start + blocksize, cols)
+        block, u_block = weight[:, start:end].clone(), u[start:end, start:end]
+        err = torch.zeros_like(block)
+        for i in range(end - start):
+            w, d = block[:, i], u_block[i, i]
+            qc = quantize_column(w, start + i, lambda: torch.cat([block[:, i:], weight[:, end:]], dim=1))
+            q[:, start + i] = qc
+            losses[start + i] = 0.5 * torch.sum((w - qc) ** 2) / d**2
+            e = (w - qc) / d
+            block[:, i:] -= e.unsqueeze(1) @ u_block[i, i:].unsqueeze(0)
+            err[:, i] = e
+        weight[:, end:] -= err @ u[start:end, end:]
+    return q, losses
+
+
+def gptq_with_losses(
+    weight: Tensor,
+    inputs: Tensor,
+    bits: int | Tensor,
+    group_size: int | None = None,
+    symmetric: bool = False,
+    blocksize: int = 128,
+    percdamp: float = 0.01,
+) -> tuple[Tensor, Tensor]:
+    """GPTQ returning the dequantized weight and the per-column OBS losses (BAQ's sensitivity ``c_j``).
+
+    ``bits`` may be a ``(in,)`` integer tensor of bits per column (BAQ's mixed precision; each column then has its
+    row range, fitted once, with ``2^b_j`` levels), otherwise one width for all columns with
+    one grid per row or per ``group_size`` columns, fitted when the group starts (GPTQ's ``groupsize``).
+    """
+    _check_inputs(weight, inputs)
+    w = weight.detach().double().clone()
+    u = inverse_hessian_cholesky(layer_input_hessian(inputs), w, percdamp)
+    if isinstance(bits, Tensor):
+        if bits.shape != (w.shape[1],):
+            raise SpeechkitError(f"bits per column must have shape ({w.shape[1]},), got {tuple(bits.shape)}")
+        per_col = [check_bits(int(b), "bits") for b in bits.tolist()]
+        row_range = w.abs().amax(dim=1) if symmetric else w.amax(dim=1).clamp(min=0) - w.amin(dim=1).clamp(max=0)
+        row_low = w.amin(dim=1, keepdim=True).clamp(max=0)  # (out, 1)
+
+        def quantize_column(col: Tensor, j: int, live: Callable[[], Tensor]) -> Tensor:
+            # one min/max range per row, 2^b_j levels for column j (BAQ)
+            levels = 2 ** (per_col[j] - 1) - 1 if symmetric else 2 ** per_col[j] - 1
+            scale = (row_range / levels).clamp(min=1e-12).unsqueeze(1)  # (out, 1)
+            zero = torch.zeros_like(scale) if symmetric else torch.round(-row_low / scale)
+            return int_quantize(col.unsqueeze(1), scale, zero, per_col[j], symmetric).squeeze(1)
+
+    else:
+        check_bits(bits)
+        size = check_group_size(group_size, w.shape[1])
+        grid: dict[str, Tensor] = {}
+
+        def quantize_column(col: Tensor, j: int, live: Callable[[], Tensor]) -> Tensor:
+            if j % size == 0:  # fit the group's grid on the weights as updated so far
+                grid["scale"], grid["zero"] = int_scale_zero(live()[:, :size], bits, symmetric)
+            return int_quantize(col.unsqueeze(1), grid["scale"], grid["zero"], bits, symmetric).squeeze(1)
+
+
+    q, losses = obs_quantize(w, u, quantize_column, blocksize)
+    return q.to(weight.dtype), losses.float()
+
+
+def gptq(
+    weight: Tensor,
+    inputs: Tensor,
+    bits: int,
+    group_size: int | None = None,
+    symmetric: bool = False,
+    blocksize: int = 128,
+    percdamp: float = 0.01,
+) -> Tensor:
+    """Quantize a linear weight with GPTQ on calibration inputs and return the dequantized weight.
+
+    Args:
+        weight: ``(out, in)``.
+        inputs: calibration inputs to the layer, ``(n, in)`` (leading dims flattened).
+        bits: bit width in [2, 16].
+        group_size: columns sharing one grid per row; ``None`` / -1 = whole row. Must divide ``in``.
+        symmetric: symmetric grid instead of the asymmetric min/max grid.
+        blocksize: lazy-batch block width.
+        percdamp: Hessian damping as a fraction of its mean diagonal.
+
+    Returns:
+        ``(out, in)`` dequantized weight, same dtype as ``weight``.
+    """
+    return gptq_with_losses(weight, inputs, bits, group_size, symmetric, blocksize, percdamp)[0]
