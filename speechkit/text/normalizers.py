@@ -28,6 +28,7 @@ import json
 import re
 import unicodedata
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Callable, Literal, Mapping
 
@@ -55,7 +56,7 @@ _SPACES = re.compile(r"\s+")
 
 @dataclass(frozen=True)
 class Normalizer:
-    """A named text normalizer: ``normalizer(text) -> text``; ``name`` goes into every report.
+    """A named text normalizer: ``normalizer(text) -> text``; ``name`` goes into every report. Picklable.
 
     Args:
         name: e.g. ``"basic[ps]"``, ``"whisper_en"``, ``"none"``.
@@ -144,6 +145,14 @@ def load_english_spelling(source: Mapping[str, str] | str | Path | None) -> dict
     return mapping
 
 
+def _identity(text: str) -> str:
+    return text
+
+
+def _strip_after(function: Callable[[str], str], text: str) -> str:
+    return function(text).strip()
+
+
 def whisper_english_normalizer(english_spelling: Mapping[str, str] | str | Path | None = None) -> Normalizer:
     """Whisper's English normalizer (``transformers`` ``EnglishTextNormalizer``): contractions, numbers, spellings.
 
@@ -153,9 +162,8 @@ def whisper_english_normalizer(english_spelling: Mapping[str, str] | str | Path 
     from transformers.models.whisper.english_normalizer import EnglishTextNormalizer
 
     mapping = load_english_spelling(english_spelling)
-    normalizer = EnglishTextNormalizer(mapping)
     name = f"whisper_en(spelling={len(mapping)})" if mapping else "whisper_en"
-    return Normalizer(name, lambda text: normalizer(text).strip())
+    return Normalizer(name, partial(_strip_after, EnglishTextNormalizer(mapping)))
 
 
 def get_normalizer(
@@ -180,7 +188,7 @@ def get_normalizer(
     if kind not in NORMALIZER_KINDS:
         raise SpeechkitError(f"normalizer={kind!r}: expected one of {', '.join(NORMALIZER_KINDS)}")
     if kind == "none":
-        return Normalizer("none", lambda text: text)
+        return Normalizer("none", _identity)
     if kind == "whisper_en" or (kind == "auto" and code == "en"):
         if code != "en":
             raise SpeechkitError(
@@ -189,4 +197,4 @@ def get_normalizer(
             )
         return whisper_english_normalizer(english_spelling)
     arabic = code in ARABIC_SCRIPT_LANGUAGES
-    return Normalizer(f"basic[{code}]", lambda text: basic_normalize(text, arabic_script=arabic))
+    return Normalizer(f"basic[{code}]", partial(basic_normalize, arabic_script=arabic))

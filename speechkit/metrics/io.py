@@ -1,0 +1,134 @@
+"""Reading the files the evaluation scripts score: Kaldi ``text`` files, ``predictions.jsonl``, TREC run and qrels.
+
+Every reader names the file and line of a bad row; ids present in one file and missing from the other are an
+error naming them (never a silent skip). Blank lines carry no record and are skipped.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Mapping
+
+from speechkit.errors import SpeechkitError
+
+PREDICTION_KEYS = ("id", "ref", "hyp")
+
+
+def _lines(path: str | Path) -> Iterator[tuple[int, str]]:
+    """(line number, line without its newline) of every non-blank line."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpeechkitError(f"{path}: no such file")
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            line = line.rstrip("\r\n")
+            if line.strip():
+                yield number, line
+
+
+def _add_unique(records: dict, key: str, value: object, path: str | Path, number: int, what: str = "id") -> None:
+    if key in records:
+        raise SpeechkitError(f"{path}:{number}: duplicate {what} {key!r}")
+    records[key] = value
+
+
+def read_kaldi_text(path: str | Path) -> dict[str, str]:
+    """Read ``utt_id text`` lines (Kaldi ``text``); a line with only an id is an empty transcript.
+
+    Returns:
+        ``{utt_id: text}`` in file order.
+    """
+    texts: dict[str, str] = {}
+    for number, line in _lines(path):
+        utt_id, *text = line.split(maxsplit=1)
+        _add_unique(texts, utt_id, text[0].strip() if text else "", path, number)
+    return texts
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One line of ``predictions.jsonl``: ``{"id", "ref", "hyp"}`` plus any other fields (``system``, ...)."""
+
+    id: str
+    ref: str
+    hyp: str
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+def read_predictions(path: str | Path) -> list[Prediction]:
+    """Read ``predictions.jsonl``: one JSON object per line with string ``id``, ``ref`` and ``hyp``."""
+    seen: dict[str, None] = {}
+    predictions = []
+    for number, line in _lines(path):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise SpeechkitError(f"{path}:{number}: not a JSON object ({error.msg})") from None
+        if not isinstance(record, dict):
+            raise SpeechkitError(f"{path}:{number}: expected a JSON object with keys id, ref, hyp")
+        for key in PREDICTION_KEYS:
+            if not isinstance(record.get(key), str):
+                raise SpeechkitError(f"{path}:{number}: key {key!r} missing or not a string")
+        _add_unique(seen, record["id"], None, path, number)
+        extra = {key: value for key, value in record.items() if key not in PREDICTION_KEYS}
+        predictions.append(Prediction(record["id"], record["ref"], record["hyp"], extra))
+    return predictions
+
+
+def check_same_ids(first: Mapping[str, object], second: Mapping[str, object], first_name: str, second_name: str) -> None:
+    """Raise ``SpeechkitError`` naming the ids present in one mapping and missing from the other."""
+    for have, lack, have_name, lack_name in ((first, second, first_name, second_name), (second, first, second_name, first_name)):
+        missing = [key for key in have if key not in lack]
+        if missing:
+            shown = ", ".join(repr(key) for key in missing[:5])
+            more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+            raise SpeechkitError(f"id {shown}{more} in {have_name} but missing from {lack_name}")
+
+
+def pair_texts(refs: Mapping[str, str], hyps: Mapping[str, str], ref_name: str = "REF", hyp_name: str = "HYP") -> list[Prediction]:
+    """Join references and hypotheses on their ids (reference order); every id must be in both."""
+    check_same_ids(refs, hyps, ref_name, hyp_name)
+    return [Prediction(utt_id, text, hyps[utt_id]) for utt_id, text in refs.items()]
+
+
+def read_pairs(ref: str | Path | None = None, hyp: str | Path | None = None, predictions: str | Path | None = None) -> list[Prediction]:
+    """Read either ``ref`` + ``hyp`` Kaldi files or one ``predictions.jsonl``."""
+    if predictions is not None:
+        if ref is not None or hyp is not None:
+            raise SpeechkitError("--predictions: give either --predictions or --ref and --hyp, not both")
+        return read_predictions(predictions)
+    if ref is None or hyp is None:
+        raise SpeechkitError("--ref/--hyp: expected both files (or --predictions predictions.jsonl)")
+    return pair_texts(read_kaldi_text(ref), read_kaldi_text(hyp), str(ref), str(hyp))
+
+
+def read_trec_run(path: str | Path) -> dict[str, dict[str, float]]:
+    """Read a TREC run (``qid Q0 docid rank score tag``) into ``{qid: {docid: score}}`` (ranking uses the score)."""
+    run: dict[str, dict[str, float]] = {}
+    for number, line in _lines(path):
+        fields = line.split()
+        if len(fields) != 6:
+            raise SpeechkitError(f"{path}:{number}: expected 6 columns 'qid Q0 docid rank score tag', got {len(fields)}")
+        try:
+            score = float(fields[4])
+        except ValueError:
+            raise SpeechkitError(f"{path}:{number}: score {fields[4]!r} is not a number") from None
+        _add_unique(run.setdefault(fields[0], {}), fields[2], score, path, number, f"docid for query {fields[0]!r}:")
+    return run
+
+
+def read_trec_qrels(path: str | Path) -> dict[str, dict[str, int]]:
+    """Read TREC qrels (``qid 0 docid relevance``) into ``{qid: {docid: relevance}}``."""
+    qrels: dict[str, dict[str, int]] = {}
+    for number, line in _lines(path):
+        fields = line.split()
+        if len(fields) != 4:
+            raise SpeechkitError(f"{path}:{number}: expected 4 columns 'qid 0 docid relevance', got {len(fields)}")
+        try:
+            relevance = int(fields[3])
+        except ValueError:
+            raise SpeechkitError(f"{path}:{number}: relevance {fields[3]!r} is not an integer") from None
+        _add_unique(qrels.setdefault(fields[0], {}), fields[2], relevance, path, number, f"docid for query {fields[0]!r}:")
+    return qrels
