@@ -1,0 +1,158 @@
+"""``speechkit evaluate wer|bleu|recall`` (also ``tools/evaluate_{wer,bleu,recall}.py``).
+
+Each prints a table and, with ``--json OUT``, writes the numbers (rates as fractions, not percent; BLEU and chrF on
+sacrebleu's 0-100 scale; undefined values as ``null``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from speechkit.errors import SpeechkitError
+from speechkit.metrics.analysis import analyze_errors
+from speechkit.metrics.bleu import score_bleu
+from speechkit.metrics.io import Prediction, read_pairs, read_trec_qrels, read_trec_run
+from speechkit.metrics.retrieval import retrieval_metrics
+from speechkit.metrics.wer import WERReport, score_wer
+from speechkit.text.normalizers import NORMALIZER_KINDS, get_normalizer
+
+GROUP_FIELDS = ("system", "condition")
+
+
+def _add_text_inputs(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ref", help="reference file, `utt_id text` per line (Kaldi style)")
+    parser.add_argument("--hyp", help="hypothesis file, `utt_id text` per line")
+    parser.add_argument("--predictions", help='predictions.jsonl with {"id", "ref", "hyp"} per line (instead of --ref/--hyp)')
+    parser.add_argument("--json", dest="json_out", help="write the numbers to this JSON file")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="speechkit evaluate", description="Score predictions.")
+    commands = parser.add_subparsers(dest="metric", required=True)
+    wer = commands.add_parser("wer", help="WER/CER raw and normalized, with error analysis")
+    _add_text_inputs(wer)
+    wer.add_argument("--language", default="en", help="language code choosing the normalizer (default: en)")
+    wer.add_argument("--normalizer", default="auto", choices=NORMALIZER_KINDS, help="default: auto")
+    wer.add_argument("--plot", help="write a PNG: WER by system/condition (predictions fields) and error classes")
+    bleu = commands.add_parser("bleu", help="sacrebleu BLEU and chrF with signatures")
+    _add_text_inputs(bleu)
+    recall = commands.add_parser("recall", help="recall@k, hit@k, map@10, ndcg@10, mrr@10 from TREC run/qrels")
+    recall.add_argument("--run", required=True, help="TREC run: `qid Q0 docid rank score tag` per line")
+    recall.add_argument("--qrels", required=True, help="TREC qrels: `qid 0 docid relevance` per line")
+    recall.add_argument("--k", type=int, nargs="+", default=[1, 5, 10], help="cut-offs for recall/hit (default: 1 5 10)")
+    recall.add_argument("--json", dest="json_out", help="write the numbers to this JSON file")
+    recall.add_argument("--plot", help="write a PNG bar chart of the metrics")
+    return parser
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe: NaN/inf -> None, recursively."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _clean(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(item) for item in value]
+    return value
+
+
+def write_json(data: dict[str, Any], path: str | Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(_clean(data), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def _percent(value: float) -> str:
+    return f"{100 * value:.2f}" if math.isfinite(value) else "n/a"
+
+
+def format_wer_table(report: WERReport) -> str:
+    """Raw and normalized columns side by side."""
+    rows = [
+        ("WER %", _percent(report.wer_raw), _percent(report.wer)),
+        ("CER %", _percent(report.cer_raw), _percent(report.cer)),
+    ]
+    for name in ("substitutions", "deletions", "insertions", "ref_len"):
+        rows.append((name.replace("ref_len", "ref words"), str(getattr(report.words_raw, name)), str(getattr(report.words, name))))
+    rows.append(("empty refs", str(report.empty_refs_raw), str(report.empty_refs)))
+    lines = [f"utterances: {report.utterances}   normalizer: {report.normalizer}", f"{'':<14}{'raw':>12}{'normalized':>12}"]
+    return "\n".join(lines + [f"{name:<14}{raw:>12}{norm:>12}" for name, raw, norm in rows])
+
+
+def _groups(predictions: Sequence[Prediction]) -> dict[str, list[Prediction]]:
+    """Predictions by their ``system`` / ``condition`` fields (empty when no prediction has either)."""
+    groups: dict[str, list[Prediction]] = {}
+    if not any(field in p.extra for p in predictions for field in GROUP_FIELDS):
+        return groups
+    for prediction in predictions:
+        label = "/".join(str(prediction.extra[f]) for f in GROUP_FIELDS if f in prediction.extra) or "(none)"
+        groups.setdefault(label, []).append(prediction)
+    return groups
+
+
+def run_wer(args: argparse.Namespace) -> dict[str, Any]:
+    predictions = read_pairs(args.ref, args.hyp, args.predictions)
+    normalize = get_normalizer(args.language, args.normalizer)
+    refs, hyps = [p.ref for p in predictions], [p.hyp for p in predictions]
+    report = score_wer(refs, hyps, args.language, normalize)
+    analysis = analyze_errors([normalize(t) for t in refs], [normalize(t) for t in hyps], args.language)
+    groups = {label: score_wer([p.ref for p in ps], [p.hyp for p in ps], args.language, normalize) for label, ps in _groups(predictions).items()}
+    print(format_wer_table(report))
+    for label, group in groups.items():
+        print(f"  {label}: WER {_percent(group.wer_raw)} raw / {_percent(group.wer)} normalized ({group.utterances} utts)")
+    details = analysis.to_dict(top=10)
+    print("top substitutions (ref -> hyp: count): " + ", ".join(f"{r} -> {h}: {c}" for r, h, c in details["top_substitutions"][:5]))
+    print(f"suffix confusions: {details['suffix_confusions']}   insertion rate: {_percent(details['insertion_rate'])} %   "
+          f"repetition rate: {_percent(details['repetition_rate'])} %   looping utterances: {details['looping_utterances']}")  # fmt: skip
+    if args.plot:
+        from speechkit.metrics.plots import plot_wer
+
+        classes = {"substitutions": report.words.substitutions, "deletions": report.words.deletions,
+                   "insertions": report.words.insertions, "suffix conf.": details["suffix_confusions"],
+                   "repeated ins.": analysis.repeated_insertions}  # fmt: skip
+        bars = {label: g.to_dict() for label, g in groups.items()} or {"all": report.to_dict()}
+        print(f"plot: {plot_wer(bars, args.plot, classes, title=f'WER ({report.normalizer})')}")
+    return report.to_dict() | {"analysis": details, "groups": {label: g.to_dict() for label, g in groups.items()}}
+
+
+def run_bleu(args: argparse.Namespace) -> dict[str, Any]:
+    predictions = read_pairs(args.ref, args.hyp, args.predictions)
+    result = score_bleu([p.ref for p in predictions], [p.hyp for p in predictions])
+    print(f"segments: {result['segments']}\nBLEU  {result['bleu']:.2f}   {result['signature']}")
+    print(f"chrF  {result['chrf']:.2f}   {result['chrf_signature']}\n{result['bleu_details']}")
+    return result
+
+
+def run_recall(args: argparse.Namespace) -> dict[str, Any]:
+    result = retrieval_metrics(read_trec_run(args.run), read_trec_qrels(args.qrels), ks=args.k, cutoff=10)
+    print(f"queries: {result['queries']}   without a relevant item (not scored): {result['queries_without_relevant']}")
+    for name, value in result.items():
+        if "@" in name:
+            print(f"{name:<12}{value:.4f}")
+    if args.plot:
+        from speechkit.metrics.plots import plot_metrics
+
+        print(f"plot: {plot_metrics({k: v for k, v in result.items() if '@' in k}, args.plot, 'retrieval')}")
+    return result
+
+
+RUNNERS = {"wer": run_wer, "bleu": run_bleu, "recall": run_recall}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``speechkit evaluate`` (argv excludes the word ``evaluate``); returns the exit status."""
+    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    try:
+        result = RUNNERS[args.metric](args)
+        if args.json_out:
+            write_json(result, args.json_out)
+            print(f"json: {args.json_out}")
+    except SpeechkitError as error:
+        print(f"speechkit evaluate {args.metric}: error: {error}", file=sys.stderr)
+        return 2
+    return 0

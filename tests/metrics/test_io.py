@@ -1,0 +1,68 @@
+"""File readers: Kaldi text, predictions.jsonl, TREC run/qrels; errors name the file, line and id."""
+
+import json
+
+import pytest
+
+from speechkit.errors import SpeechkitError
+from speechkit.metrics.io import (
+    pair_texts,
+    read_kaldi_text,
+    read_pairs,
+    read_predictions,
+    read_trec_qrels,
+    read_trec_run,
+)
+
+
+def write(path, text):
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_kaldi_text(tmp_path):
+    path = write(tmp_path / "text", "u1 hello  world\nu2\tzه ته\n\nu3\n")
+    assert read_kaldi_text(path) == {"u1": "hello  world", "u2": "zه ته", "u3": ""}
+    with pytest.raises(SpeechkitError, match=r"text:2: duplicate id 'u1'"):
+        read_kaldi_text(write(tmp_path / "text", "u1 a\nu1 b\n"))
+    with pytest.raises(SpeechkitError, match="no such file"):
+        read_kaldi_text(tmp_path / "missing")
+
+
+def test_mismatched_ids_are_named(tmp_path):
+    ref = write(tmp_path / "ref", "u1 a\nu2 b\n")
+    hyp = write(tmp_path / "hyp", "u1 a\nu3 c\n")
+    with pytest.raises(SpeechkitError, match=r"id 'u2' in .*ref but missing from .*hyp"):
+        read_pairs(ref, hyp)
+    with pytest.raises(SpeechkitError, match=r"id 'u3' in HYP but missing from REF"):
+        pair_texts({"u1": "a"}, {"u1": "a", "u3": "c"})
+    pairs = read_pairs(ref, write(tmp_path / "hyp2", "u2 x\nu1 a\n"))
+    assert [(p.id, p.ref, p.hyp) for p in pairs] == [("u1", "a", "a"), ("u2", "b", "x")]
+
+
+def test_predictions_jsonl(tmp_path):
+    rows = [{"id": "a", "ref": "x y", "hyp": "x", "system": "s1"}, {"id": "b", "ref": "", "hyp": "z"}]
+    path = write(tmp_path / "p.jsonl", "\n".join(json.dumps(row) for row in rows) + "\n")
+    predictions = read_predictions(path)
+    assert [(p.id, p.ref, p.hyp, p.extra) for p in predictions] == [("a", "x y", "x", {"system": "s1"}), ("b", "", "z", {})]
+    with pytest.raises(SpeechkitError, match=r"p.jsonl:1: key 'hyp' missing"):
+        read_predictions(write(tmp_path / "p.jsonl", '{"id": "a", "ref": "x"}\n'))
+    with pytest.raises(SpeechkitError, match=r"p.jsonl:2: duplicate id 'a'"):
+        read_predictions(write(tmp_path / "p.jsonl", '{"id": "a", "ref": "", "hyp": ""}\n' * 2))
+    with pytest.raises(SpeechkitError, match=r"p.jsonl:1: not a JSON object"):
+        read_predictions(write(tmp_path / "p.jsonl", "a b\n"))
+    with pytest.raises(SpeechkitError, match="not both"):
+        read_pairs(path, None, path)
+
+
+def test_trec_files(tmp_path):
+    run = write(tmp_path / "run", "q1 Q0 d1 1 2.5 sys\nq1 Q0 d2 2 1.0 sys\nq2 Q0 d1 1 0.3 sys\n")
+    qrels = write(tmp_path / "qrels", "q1 0 d1 1\nq1 0 d3 2\nq2 0 d1 0\n")
+    assert read_trec_run(run) == {"q1": {"d1": 2.5, "d2": 1.0}, "q2": {"d1": 0.3}}
+    assert read_trec_qrels(qrels) == {"q1": {"d1": 1, "d3": 2}, "q2": {"d1": 0}}
+    with pytest.raises(SpeechkitError, match=r"run:1: expected 6 columns"):
+        read_trec_run(write(tmp_path / "run", "q1 d1 1\n"))
+    with pytest.raises(SpeechkitError, match=r"qrels:1: relevance 'x'"):
+        read_trec_qrels(write(tmp_path / "qrels", "q1 0 d1 x\n"))
+    with pytest.raises(SpeechkitError, match=r"run:2: duplicate docid for query 'q1'"):
+        read_trec_run(write(tmp_path / "run", "q1 Q0 d1 1 2 s\nq1 Q0 d1 2 1 s\n"))
