@@ -226,13 +226,19 @@ def _state_dict(variables: dict, n_enc: int, n_dec: int, path: Path) -> dict[str
 # --------------------------------------------------------------------------- tokenizer, configs
 
 
-def _load_tokenizer(folder: Path, vocab_size: int) -> WhisperTokenizerFast:
-    """The tokenizer of ``tokenizer.json`` plus the timestamp tokens of ``vocabulary.txt`` (ids past its end).
+def load_tokenizer(folder: str | Path, vocab_size: int | None = None) -> WhisperTokenizerFast:
+    """The tokenizer of a CTranslate2 Whisper folder: ``tokenizer.json`` plus the timestamp tokens of
+    ``vocabulary.txt`` (ids past the end of ``tokenizer.json``).
 
     CTranslate2's Whisper ``tokenizer.json`` stops at ``<|notimestamps|>``; the ``<|0.00|>`` ... ``<|30.00|>``
     tokens exist only in ``vocabulary.txt``. They are added (non-special, as in OpenAI's Hugging Face tokenizers)
     so that every model row has a token and a new token gets the next free id.
+
+    Args:
+        folder: the CTranslate2 folder (``tokenizer.json``, ``vocabulary.txt``).
+        vocab_size: the model's embedding rows, checked against the tokenizer; ``None``: not checked.
     """
+    folder = Path(folder)
     tokenizer = WhisperTokenizerFast(
         tokenizer_file=str(folder / "tokenizer.json"),
         unk_token="<|endoftext|>", bos_token="<|endoftext|>", eos_token="<|endoftext|>", pad_token="<|endoftext|>",
@@ -240,10 +246,10 @@ def _load_tokenizer(folder: Path, vocab_size: int) -> WhisperTokenizerFast:
     vocabulary_file = folder / "vocabulary.txt"
     if vocabulary_file.is_file():
         tokens = vocabulary_file.read_text(encoding="utf-8").splitlines()
-        if len(tokens) != vocab_size:
+        if vocab_size is not None and len(tokens) != vocab_size:
             raise SpeechkitError(f"{vocabulary_file}: {len(tokens)} tokens, but model.bin has {vocab_size} rows")
         tokenizer.add_tokens(tokens[len(tokenizer):])
-    if len(tokenizer) != vocab_size:
+    if vocab_size is not None and len(tokenizer) != vocab_size:
         raise SpeechkitError(
             f"{folder}: tokenizer has {len(tokenizer)} tokens but the model has {vocab_size} embedding rows "
             "(vocabulary.txt missing or inconsistent)"
@@ -259,7 +265,18 @@ def _language_ids(tokenizer: WhisperTokenizerFast) -> dict[str, int]:
     return {token: start + 1 + i for i, token in enumerate(tokens) if token not in _NON_LANGUAGE_TOKENS}
 
 
-def _generation_config(config: WhisperConfig, tokenizer: WhisperTokenizerFast, ct2: dict) -> GenerationConfig:
+def whisper_generation_config(
+    config: WhisperConfig, tokenizer: WhisperTokenizerFast, ct2: dict | None = None
+) -> GenerationConfig:
+    """A generation config as OpenAI's Hugging Face Whisper checkpoints carry it.
+
+    Args:
+        config: the model config (special token ids, vocabulary size, target length).
+        tokenizer: the Whisper tokenizer (language, task and timestamp token ids).
+        ct2: a CTranslate2 ``config.json`` (``suppress_ids``, ``suppress_ids_begin``, ``lang_ids``,
+            ``alignment_heads``); ``None``: empty suppress list and no alignment heads.
+    """
+    ct2 = ct2 or {}
     ids = tokenizer.convert_tokens_to_ids
     multilingual = config.vocab_size >= 51865  # the English-only vocabulary has 51864 rows (HF's own test)
     fields = dict(
@@ -294,8 +311,8 @@ def _whisper_config(variables: dict, tokenizer: WhisperTokenizerFast) -> Whisper
         d_model=d_model,
         encoder_layers=_num_layers(variables, "encoder"),
         decoder_layers=_num_layers(variables, "decoder"),
-        encoder_attention_heads=int(variables["encoder/num_heads"]),
-        decoder_attention_heads=int(variables["decoder/num_heads"]),
+        encoder_attention_heads=int(variables["encoder/num_heads"].item()),
+        decoder_attention_heads=int(variables["decoder/num_heads"].item()),
         encoder_ffn_dim=variables["encoder/layer_0/ffn/linear_0/weight"].shape[0],
         decoder_ffn_dim=variables["decoder/layer_0/ffn/linear_0/weight"].shape[0],
         max_source_positions=variables["encoder/position_encodings/encodings"].shape[0],
@@ -348,7 +365,7 @@ def load_ctranslate2(model_dir: str | Path, dtype: torch.dtype = torch.float32) 
     if spec_name != "WhisperSpec" or missing:
         raise SpeechkitError(f"{folder / 'model.bin'}: not a Whisper model (spec {spec_name!r}"
                              + (f", missing {missing}" if missing else "") + "; expected WhisperSpec)")
-    tokenizer = _load_tokenizer(folder, variables["decoder/embeddings/weight"].shape[0])
+    tokenizer = load_tokenizer(folder, variables["decoder/embeddings/weight"].shape[0])
     config = _whisper_config(variables, tokenizer)
     state = _state_dict(variables, config.encoder_layers, config.decoder_layers, folder / "model.bin")
     config.tie_word_embeddings = bool(torch.equal(state["proj_out.weight"], state["model.decoder.embed_tokens.weight"]))
@@ -357,6 +374,6 @@ def load_ctranslate2(model_dir: str | Path, dtype: torch.dtype = torch.float32) 
     model.load_state_dict({k: v.to(dtype) for k, v in state.items()}, strict=True, assign=True)
     if config.tie_word_embeddings:
         model.proj_out.weight = model.model.decoder.embed_tokens.weight
-    model.generation_config = _generation_config(config, tokenizer, json.loads((folder / "config.json").read_text()))
+    model.generation_config = whisper_generation_config(config, tokenizer, json.loads((folder / "config.json").read_text()))
     feature_extractor = WhisperFeatureExtractor(feature_size=config.num_mel_bins)
     return WhisperBundle(model.eval(), tokenizer, feature_extractor, model.generation_config)
