@@ -11,8 +11,8 @@ but not how it counted them; the procedure here is the proposal of ``shared/pape
    the paper's "retroflex /ts/" is ill-specified: څ /ts/ is a dental affricate);
 3. a pair is a *suffix confusion* when both words share a stem (common prefix of >= ``min_stem`` chars) and
    differ only in tails of <= ``max_suffix`` chars, made of the language's suffix letters (Pashto: ی ے ۍ ې ه ا ئ);
-4. insertion rate I/N, repetition rate (inserted words that repeat one of the ``max_n`` preceding hypothesis
-   words, per reference word) and looping utterances (an n-gram repeated ``min_repeats`` times in a row in the
+4. insertion rate I/N, repetition rate (inserted words that repeat one of the ``max_n`` preceding
+   hypothesis words, per reference word) and looping utterances (an n-gram repeated ``min_repeats`` times in a row in the
    hypothesis but not in the reference: a decoder that loops).
 
 Feed it normalized text (``speechkit.text.get_normalizer``) so that punctuation and case are not counted.
@@ -47,7 +47,8 @@ def substituted_words(out: jiwer.WordOutput) -> list[tuple[str, str]]:
     for ref_words, hyp_words, chunks in zip(out.references, out.hypotheses, out.alignments):
         for chunk in chunks:
             if chunk.type == "substitute":
-                pairs += zip(ref_words[chunk.ref_start_idx : chunk.ref_end_idx], hyp_words[chunk.hyp_start_idx : chunk.hyp_end_idx])
+                ref_part = ref_words[chunk.ref_start_idx : chunk.ref_end_idx]
+                pairs += zip(ref_part, hyp_words[chunk.hyp_start_idx : chunk.hyp_end_idx])
     return pairs
 
 

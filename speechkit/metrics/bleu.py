@@ -28,7 +28,7 @@ def score_bleu(refs: Sequence[str], hyps: Sequence[str], tokenize: str | None = 
         (sacrebleu's one-line summary with n-gram precisions and brevity penalty).
     """
     if len(refs) != len(hyps):
-        raise SpeechkitError(f"refs/hyps: expected equal lengths, got {len(refs)} references and {len(hyps)} hypotheses")
+        raise SpeechkitError(f"refs/hyps: expected equal lengths, got {len(refs)} references, {len(hyps)} hypotheses")
     if not refs:
         raise SpeechkitError("refs: expected at least one segment, got none")
     bleu, chrf = BLEU(tokenize=tokenize), CHRF()

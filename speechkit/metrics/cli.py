@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from speechkit.errors import SpeechkitError
-from speechkit.metrics.analysis import analyze_errors
+from speechkit.metrics.analysis import ErrorAnalysis, analyze_errors
 from speechkit.metrics.bleu import score_bleu
 from speechkit.metrics.io import Prediction, read_pairs, read_trec_qrels, read_trec_run
 from speechkit.metrics.retrieval import retrieval_metrics
@@ -27,8 +27,10 @@ GROUP_FIELDS = ("system", "condition")
 def _add_text_inputs(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ref", help="reference file, `utt_id text` per line (Kaldi style)")
     parser.add_argument("--hyp", help="hypothesis file, `utt_id text` per line")
-    parser.add_argument("--predictions", help='predictions.jsonl with {"id", "ref", "hyp"} per line (instead of --ref/--hyp)')
-    parser.add_argument("--json", dest="json_out", help="write the numbers to this JSON file")
+    parser.add_argument(
+        "--predictions", help='predictions.jsonl with {"id", "ref", "hyp"} per line (instead of --ref/--hyp)'
+    )
+    parser.add_argument("--json", dest="json_out", metavar="OUT", help="write the numbers to this JSON file")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,15 +40,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_text_inputs(wer)
     wer.add_argument("--language", default="en", help="language code choosing the normalizer (default: en)")
     wer.add_argument("--normalizer", default="auto", choices=NORMALIZER_KINDS, help="default: auto")
-    wer.add_argument("--plot", help="write a PNG: WER by system/condition (predictions fields) and error classes")
+    wer.add_argument("--plot", metavar="OUT.png", help="write a PNG: WER by system/condition (predictions fields) and error classes")
     bleu = commands.add_parser("bleu", help="sacrebleu BLEU and chrF with signatures")
     _add_text_inputs(bleu)
     recall = commands.add_parser("recall", help="recall@k, hit@k, map@10, ndcg@10, mrr@10 from TREC run/qrels")
     recall.add_argument("--run", required=True, help="TREC run: `qid Q0 docid rank score tag` per line")
     recall.add_argument("--qrels", required=True, help="TREC qrels: `qid 0 docid relevance` per line")
-    recall.add_argument("--k", type=int, nargs="+", default=[1, 5, 10], help="cut-offs for recall/hit (default: 1 5 10)")
-    recall.add_argument("--json", dest="json_out", help="write the numbers to this JSON file")
-    recall.add_argument("--plot", help="write a PNG bar chart of the metrics")
+    recall.add_argument("--k", type=int, nargs="+", default=[1, 5, 10], help="recall/hit cut-offs (default: 1 5 10)")
+    recall.add_argument("--json", dest="json_out", metavar="OUT", help="write the numbers to this JSON file")
+    recall.add_argument("--plot", metavar="OUT.png", help="write a PNG bar chart of the metrics")
     return parser
 
 
@@ -78,9 +80,11 @@ def format_wer_table(report: WERReport) -> str:
         ("CER %", _percent(report.cer_raw), _percent(report.cer)),
     ]
     for name in ("substitutions", "deletions", "insertions", "ref_len"):
-        rows.append((name.replace("ref_len", "ref words"), str(getattr(report.words_raw, name)), str(getattr(report.words, name))))
+        label = name.replace("ref_len", "ref words")
+        rows.append((label, str(getattr(report.words_raw, name)), str(getattr(report.words, name))))
     rows.append(("empty refs", str(report.empty_refs_raw), str(report.empty_refs)))
-    lines = [f"utterances: {report.utterances}   normalizer: {report.normalizer}", f"{'':<14}{'raw':>12}{'normalized':>12}"]
+    lines = [f"utterances: {report.utterances}   normalizer: {report.normalizer}"]
+    lines.append(f"{'':<14}{'raw':>12}{'normalized':>12}")
     return "\n".join(lines + [f"{name:<14}{raw:>12}{norm:>12}" for name, raw, norm in rows])
 
 
@@ -95,28 +99,47 @@ def _groups(predictions: Sequence[Prediction]) -> dict[str, list[Prediction]]:
     return groups
 
 
+def _print_analysis(groups: dict[str, WERReport], details: dict[str, Any]) -> None:
+    for label, group in groups.items():
+        print(f"  {label}: WER {_percent(group.wer_raw)} raw / {_percent(group.wer)} normalized ({group.utterances} utts)")
+    top = ", ".join(f"{ref} -> {hyp}: {count}" for ref, hyp, count in details["top_substitutions"][:5])
+    print(f"top substitutions (ref -> hyp: count): {top}")
+    print(
+        f"suffix confusions: {details['suffix_confusions']}   insertion rate: {_percent(details['insertion_rate'])} %"
+        f"   repetition rate: {_percent(details['repetition_rate'])} %"
+        f"   looping utterances: {details['looping_utterances']}"
+    )
+
+
+def _plot_wer(path: str, report: WERReport, groups: dict[str, WERReport], analysis: ErrorAnalysis) -> None:
+    from speechkit.metrics.plots import plot_wer
+
+    classes = {
+        "substitutions": report.words.substitutions,
+        "deletions": report.words.deletions,
+        "insertions": report.words.insertions,
+        "suffix conf.": sum(analysis.suffixes.values()),
+        "repeated ins.": analysis.repeated_insertions,
+    }
+    bars = {label: group.to_dict() for label, group in groups.items()} or {"all": report.to_dict()}
+    print(f"plot: {plot_wer(bars, path, classes, title=f'WER ({report.normalizer})')}")
+
+
 def run_wer(args: argparse.Namespace) -> dict[str, Any]:
     predictions = read_pairs(args.ref, args.hyp, args.predictions)
     normalize = get_normalizer(args.language, args.normalizer)
     refs, hyps = [p.ref for p in predictions], [p.hyp for p in predictions]
     report = score_wer(refs, hyps, args.language, normalize)
-    analysis = analyze_errors([normalize(t) for t in refs], [normalize(t) for t in hyps], args.language)
-    groups = {label: score_wer([p.ref for p in ps], [p.hyp for p in ps], args.language, normalize) for label, ps in _groups(predictions).items()}
+    analysis = analyze_errors([normalize(text) for text in refs], [normalize(text) for text in hyps], args.language)
+    groups = {
+        label: score_wer([p.ref for p in members], [p.hyp for p in members], args.language, normalize)
+        for label, members in _groups(predictions).items()
+    }
     print(format_wer_table(report))
-    for label, group in groups.items():
-        print(f"  {label}: WER {_percent(group.wer_raw)} raw / {_percent(group.wer)} normalized ({group.utterances} utts)")
     details = analysis.to_dict(top=10)
-    print("top substitutions (ref -> hyp: count): " + ", ".join(f"{r} -> {h}: {c}" for r, h, c in details["top_substitutions"][:5]))
-    print(f"suffix confusions: {details['suffix_confusions']}   insertion rate: {_percent(details['insertion_rate'])} %   "
-          f"repetition rate: {_percent(details['repetition_rate'])} %   looping utterances: {details['looping_utterances']}")  # fmt: skip
+    _print_analysis(groups, details)
     if args.plot:
-        from speechkit.metrics.plots import plot_wer
-
-        classes = {"substitutions": report.words.substitutions, "deletions": report.words.deletions,
-                   "insertions": report.words.insertions, "suffix conf.": details["suffix_confusions"],
-                   "repeated ins.": analysis.repeated_insertions}  # fmt: skip
-        bars = {label: g.to_dict() for label, g in groups.items()} or {"all": report.to_dict()}
-        print(f"plot: {plot_wer(bars, args.plot, classes, title=f'WER ({report.normalizer})')}")
+        _plot_wer(args.plot, report, groups, analysis)
     return report.to_dict() | {"analysis": details, "groups": {label: g.to_dict() for label, g in groups.items()}}
 
 

@@ -77,9 +77,12 @@ def read_predictions(path: str | Path) -> list[Prediction]:
     return predictions
 
 
-def check_same_ids(first: Mapping[str, object], second: Mapping[str, object], first_name: str, second_name: str) -> None:
+def check_same_ids(
+    first: Mapping[str, object], second: Mapping[str, object], first_name: str, second_name: str
+) -> None:
     """Raise ``SpeechkitError`` naming the ids present in one mapping and missing from the other."""
-    for have, lack, have_name, lack_name in ((first, second, first_name, second_name), (second, first, second_name, first_name)):
+    sides = ((first, second, first_name, second_name), (second, first, second_name, first_name))
+    for have, lack, have_name, lack_name in sides:
         missing = [key for key in have if key not in lack]
         if missing:
             shown = ", ".join(repr(key) for key in missing[:5])
@@ -87,13 +90,17 @@ def check_same_ids(first: Mapping[str, object], second: Mapping[str, object], fi
             raise SpeechkitError(f"id {shown}{more} in {have_name} but missing from {lack_name}")
 
 
-def pair_texts(refs: Mapping[str, str], hyps: Mapping[str, str], ref_name: str = "REF", hyp_name: str = "HYP") -> list[Prediction]:
+def pair_texts(
+    refs: Mapping[str, str], hyps: Mapping[str, str], ref_name: str = "REF", hyp_name: str = "HYP"
+) -> list[Prediction]:
     """Join references and hypotheses on their ids (reference order); every id must be in both."""
     check_same_ids(refs, hyps, ref_name, hyp_name)
     return [Prediction(utt_id, text, hyps[utt_id]) for utt_id, text in refs.items()]
 
 
-def read_pairs(ref: str | Path | None = None, hyp: str | Path | None = None, predictions: str | Path | None = None) -> list[Prediction]:
+def read_pairs(
+    ref: str | Path | None = None, hyp: str | Path | None = None, predictions: str | Path | None = None
+) -> list[Prediction]:
     """Read either ``ref`` + ``hyp`` Kaldi files or one ``predictions.jsonl``."""
     if predictions is not None:
         if ref is not None or hyp is not None:
@@ -110,12 +117,14 @@ def read_trec_run(path: str | Path) -> dict[str, dict[str, float]]:
     for number, line in _lines(path):
         fields = line.split()
         if len(fields) != 6:
-            raise SpeechkitError(f"{path}:{number}: expected 6 columns 'qid Q0 docid rank score tag', got {len(fields)}")
+            expected = "expected 6 columns 'qid Q0 docid rank score tag'"
+            raise SpeechkitError(f"{path}:{number}: {expected}, got {len(fields)}")
         try:
             score = float(fields[4])
         except ValueError:
             raise SpeechkitError(f"{path}:{number}: score {fields[4]!r} is not a number") from None
-        _add_unique(run.setdefault(fields[0], {}), fields[2], score, path, number, f"docid for query {fields[0]!r}:")
+        what = f"docid for query {fields[0]!r}:"
+        _add_unique(run.setdefault(fields[0], {}), fields[2], score, path, number, what)
     return run
 
 
@@ -130,5 +139,6 @@ def read_trec_qrels(path: str | Path) -> dict[str, dict[str, int]]:
             relevance = int(fields[3])
         except ValueError:
             raise SpeechkitError(f"{path}:{number}: relevance {fields[3]!r} is not an integer") from None
-        _add_unique(qrels.setdefault(fields[0], {}), fields[2], relevance, path, number, f"docid for query {fields[0]!r}:")
+        what = f"docid for query {fields[0]!r}:"
+        _add_unique(qrels.setdefault(fields[0], {}), fields[2], relevance, path, number, what)
     return qrels

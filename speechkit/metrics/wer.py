@@ -64,7 +64,7 @@ def error_rate(errors: int | float, ref_len: int | float) -> float:
 def check_pairs(refs: Sequence[str], hyps: Sequence[str]) -> None:
     """Raise ``SpeechkitError`` unless ``refs`` and ``hyps`` are non-empty and of equal length."""
     if len(refs) != len(hyps):
-        raise SpeechkitError(f"refs/hyps: expected equal lengths, got {len(refs)} references and {len(hyps)} hypotheses")
+        raise SpeechkitError(f"refs/hyps: expected equal lengths, got {len(refs)} references, {len(hyps)} hypotheses")
     if not refs:
         raise SpeechkitError("refs: expected at least one utterance, got none")
 

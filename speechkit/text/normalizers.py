@@ -48,7 +48,9 @@ EXTRA_LANGUAGES: frozenset[str] = ARABIC_SCRIPT_LANGUAGES | {"mul"}
 # Arabic-script marks dropped by the Arabic-script normalizer (not replaced by a space): tatweel U+0640,
 # harakat U+064B-U+0652 (tanwin, fatha, damma, kasra, shadda, sukun), U+0656-U+065F, superscript alef U+0670 and
 # the Quranic annotation marks U+06D6-U+06ED of category Mn. Hamza/madda U+0653-U+0655 are kept (they form letters).
-_ARABIC_DROPPED = re.compile("[\u0640\u064b-\u0652\u0656-\u065f\u0670\u06d6-\u06dc\u06df-\u06e4\u06e7\u06e8\u06ea-\u06ed]")
+_ARABIC_DROPPED = re.compile(
+    "[\u0640\u064b-\u0652\u0656-\u065f\u0670\u06d6-\u06dc\u06df-\u06e4\u06e7\u06e8\u06ea-\u06ed]"
+)
 # Annotation tags such as [noise], <unk>: removed, as Whisper's normalizers do (parentheses are kept as text).
 _TAGS = re.compile(r"\[[^\]]*\]|<[^>]*>")
 _SPACES = re.compile(r"\s+")
