@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Mapping
 
@@ -51,14 +52,16 @@ _SERIES = (("wer_raw", "WER raw"), ("wer", "WER normalized"), ("cer_raw", "CER r
 def _rate_bars(axis: plt.Axes, groups: Mapping[str, Mapping[str, float]]) -> None:
     labels = list(groups)
     width = 0.8 / len(_SERIES)
+    highest = 1.0
     for index, (key, name) in enumerate(_SERIES):
         positions = [g + (index - (len(_SERIES) - 1) / 2) * width for g in range(len(labels))]
-        values = [100.0 * float(groups[label].get(key, float("nan"))) for label in labels]
-        bars = axis.bar(positions, values, width, label=name)
-        axis.bar_label(bars, fmt="%.1f", fontsize=7)
+        values = [100.0 * float(groups[label].get(key, math.nan)) for label in labels]
+        highest = max([highest, *(value for value in values if math.isfinite(value))])
+        axis.bar_label(axis.bar(positions, values, width, label=name), fmt="%.1f", fontsize=7)
     axis.set_xticks(range(len(labels)), labels, rotation=20 if len(labels) > 3 else 0)
     axis.set_ylabel("error rate (%)")
-    axis.legend(fontsize=8)
+    axis.set_ylim(0, 1.3 * highest)  # room for the legend above the bars
+    axis.legend(fontsize=8, ncols=2, loc="upper right")
 
 
 def _count_bars(axis: plt.Axes, counts: Mapping[str, float]) -> None:
