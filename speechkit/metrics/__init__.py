@@ -7,7 +7,7 @@ a LightningModule.
 from speechkit.metrics.analysis import ErrorAnalysis, analyze_errors, char_confusions, suffix_confusion
 from speechkit.metrics.bleu import score_bleu
 from speechkit.metrics.io import read_kaldi_text, read_pairs, read_predictions, read_trec_qrels, read_trec_run
-from speechkit.metrics.retrieval import retrieval_metrics
+from speechkit.metrics.retrieval import retrieval_metrics, run_from_scores
 from speechkit.metrics.wer import EditCounts, WERReport, edit_counts, score_wer
 
 
@@ -35,6 +35,7 @@ __all__ = [
     "read_trec_qrels",
     "read_trec_run",
     "retrieval_metrics",
+    "run_from_scores",
     "score_bleu",
     "score_wer",
     "suffix_confusion",

@@ -104,3 +104,19 @@ def retrieval_metrics(run: Run, qrels: Qrels, ks: Sequence[int] = (1, 5, 10), cu
         for name, (function, k) in functions.items()
     }
     return out | {"queries": len(scored), "queries_without_relevant": len(run) - len(scored)}
+
+
+def run_from_scores(
+    scores: Sequence[Sequence[float]], query_ids: Sequence[str], doc_ids: Sequence[str]
+) -> dict[str, dict[str, float]]:
+    """Turn a similarity matrix (e.g. audio x caption embeddings) into a ``run`` for ``retrieval_metrics``.
+
+    Args:
+        scores: ``(Q, D)`` nested sequence or tensor (``.tolist()`` is applied when present); higher = better.
+        query_ids: Q query ids.
+        doc_ids: D document ids.
+    """
+    rows = scores.tolist() if hasattr(scores, "tolist") else scores
+    if len(rows) != len(query_ids) or any(len(row) != len(doc_ids) for row in rows):
+        raise SpeechkitError(f"scores: expected shape ({len(query_ids)}, {len(doc_ids)}) = (queries, documents)")
+    return {qid: dict(zip(doc_ids, map(float, row))) for qid, row in zip(query_ids, rows)}

@@ -3,6 +3,7 @@
 import math
 
 import pytest
+import torch
 
 from speechkit.errors import SpeechkitError
 from speechkit.metrics.retrieval import (
@@ -11,6 +12,7 @@ from speechkit.metrics.retrieval import (
     rank,
     reciprocal_rank_at_k,
     retrieval_metrics,
+    run_from_scores,
 )
 
 # relevant items r1..r5; r1 at rank 1, r2 at rank 3, the others not retrieved
@@ -59,3 +61,13 @@ def test_query_missing_from_qrels_is_named():
         retrieval_metrics({"q1": {"a": 1.0}, "q9": {"a": 1.0}}, {"q1": {"a": 1}})
     with pytest.raises(SpeechkitError, match="k="):
         retrieval_metrics({"q1": {"a": 1.0}}, {"q1": {"a": 1}}, ks=(0,))
+
+
+def test_run_from_similarity_matrix():
+    scores = torch.tensor([[0.9, 0.1, 0.5], [0.2, 0.3, 0.8]])  # (Q=2 audio clips, D=3 captions)
+    run = run_from_scores(scores, ["a0", "a1"], ["c0", "c1", "c2"])
+    qrels = {"a0": {"c0": 1}, "a1": {"c1": 1}}
+    result = retrieval_metrics(run, qrels, ks=(1, 2))
+    assert result["hit@1"] == pytest.approx(0.5) and result["hit@2"] == pytest.approx(1.0)
+    with pytest.raises(SpeechkitError, match="expected shape"):
+        run_from_scores(scores, ["a0"], ["c0", "c1", "c2"])
