@@ -1,0 +1,260 @@
+"""Synthetic speech corpus: text (a file, one utterance a line, or generated numbers) spoken by eSpeak NG.
+
+``speechkit prepare synthetic <text_file | numbers> <out_dir> [--voice en] [--num-utterances N] [--seed 0]
+[--speakers 4] [--dev-fraction 0.1] [--test-fraction 0.1] [--sample-rate 16000]``
+
+- Source ``numbers``: ``--num-utterances`` distinct numbers 0-999,999 drawn from ``--seed``. For an English voice
+  (``en``, ``en-us`` ...) the text is the number in words ("three hundred twelve"); for any other voice the text
+  is the digits ("312") and eSpeak reads them in that language, so the transcript is the digit string.
+- Source a text file: its non-blank lines (blank lines are counted and logged), the first ``--num-utterances`` of
+  them if given.
+- Splits: by distinct text, so a text never lands in two splits (duplicated lines stay together); the fractions
+  count distinct texts, and each split with a fraction > 0 gets at least one.
+- Speakers: ``--speakers`` distinct ``SpeakerStyle`` s (variant m1-m8/f1-f5, rate, pitch, pitch range) drawn from
+  the seed; each utterance gets one of them, also drawn from the seed. ``supervision.speaker`` is the style's name
+  (``en+m3_r160_p45_g50``), ``supervision.language`` the voice name without its region (``en-us`` -> ``en``).
+- Audio: written as 16-bit FLAC at ``--sample-rate`` (default 16,000 Hz, resampled from eSpeak's 22,050 Hz: what
+  ASR models take, and 27 % fewer samples to store and load; 22050 keeps the native rate) under
+  ``<out_dir>/audio/<hash>.flac``, the hash covering text, style, rate and eSpeak version: a second run reuses
+  every file already there. Same options -> bit-identical audio and manifests (the manifests hold absolute audio
+  paths, so two output folders differ only in that prefix).
+
+The helpers here (``Utterance``, ``assign_splits``, ``synthesize_splits``, ``add_synthesis_arguments``) are shared by
+the other synthesized corpora (``slurp_synth``, ``multi30k_synth``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from lhotse import CutSet, Recording, RecordingSet, SupervisionSegment, SupervisionSet
+
+from speechkit.data.corpora.base import write_splits
+from speechkit.data.synth import SpeakerStyle, Synthesizer, draw_styles, synthesize_to_file
+from speechkit.errors import SpeechkitError
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "dev", "test")
+SAMPLE_RATES = (16000, 22050)
+MAX_NUMBER = 999_999
+_ONES = (
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+    "seventeen eighteen nineteen"
+).split()
+_TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
+
+
+@dataclass(frozen=True)
+class Utterance:
+    """One line of text to synthesize, its id, split and extra supervision fields."""
+
+    id: str
+    text: str
+    split: str
+    custom: dict = field(default_factory=dict, hash=False)
+
+
+def number_words(number: int) -> str:
+    """English words of 0 <= number <= 999,999 ("three hundred twelve"; no "and", no hyphens)."""
+    # Written by hand: no installed library spells numbers (num2words is not a dependency).
+    if not 0 <= number <= MAX_NUMBER:
+        raise SpeechkitError(f"number_words takes 0..{MAX_NUMBER}, got {number}")
+    if number < 20:
+        return _ONES[number]
+    if number < 100:
+        return _TENS[number // 10] + ("" if number % 10 == 0 else " " + _ONES[number % 10])
+    if number < 1000:
+        rest = number % 100
+        return _ONES[number // 100] + " hundred" + ("" if rest == 0 else " " + number_words(rest))
+    rest = number % 1000
+    return number_words(number // 1000) + " thousand" + ("" if rest == 0 else " " + number_words(rest))
+
+
+def draw_numbers(count: int, seed: int) -> list[int]:
+    """``count`` distinct numbers; the digit count (1-6) is drawn first so short and long numbers both appear."""
+    if count > MAX_NUMBER + 1:
+        raise SpeechkitError(f"num_utterances: at most {MAX_NUMBER + 1} distinct numbers, got {count}")
+    rng, numbers, seen = random.Random(seed), [], set()
+    while len(numbers) < count:
+        digits = rng.randint(1, 6)
+        number = rng.randint(0 if digits == 1 else 10 ** (digits - 1), 10**digits - 1)
+        if number not in seen:
+            seen.add(number)
+            numbers.append(number)
+    return numbers
+
+
+def language_of_voice(voice: str) -> str:
+    """The language code of an eSpeak voice name: ``en-us`` -> ``en``, ``cmn`` -> ``cmn``."""
+    return voice.split("+")[0].split("-")[0]
+
+
+def assign_splits(texts: Sequence[str], dev_fraction: float, test_fraction: float, seed: int) -> list[str]:
+    """The split of each text: distinct texts shuffled by ``seed``, first ``test_fraction`` -> test, then dev."""
+    for name, value in (("dev_fraction", dev_fraction), ("test_fraction", test_fraction)):
+        if not 0.0 <= value < 1.0:
+            raise SpeechkitError(f"{name} must be in [0, 1), got {value}")
+    if dev_fraction + test_fraction >= 1.0:
+        raise SpeechkitError(f"dev_fraction + test_fraction must be < 1, got {dev_fraction + test_fraction}")
+    distinct = list(dict.fromkeys(texts))
+    random.Random(seed).shuffle(distinct)
+    sizes = [_split_size(len(distinct), f) for f in (test_fraction, dev_fraction)]
+    if sum(sizes) >= len(distinct):
+        raise SpeechkitError(
+            f"{len(distinct)} distinct texts are too few for a train split besides test ({sizes[0]}) and dev ({sizes[1]})"
+        )
+    split_of = {text: "test" for text in distinct[: sizes[0]]}
+    split_of.update({text: "dev" for text in distinct[sizes[0] : sizes[0] + sizes[1]]})
+    return [split_of.get(text, "train") for text in texts]
+
+
+def _split_size(total: int, fraction: float) -> int:
+    return 0 if fraction == 0 else max(1, round(total * fraction))
+
+
+def synthesize_splits(
+    utterances: Sequence[Utterance],
+    out_dir: str | Path,
+    *,
+    voice: str = "en",
+    speakers: int = 4,
+    seed: int = 0,
+    sample_rate: int = 16000,
+) -> dict[str, CutSet]:
+    """Synthesize every utterance (cached FLAC under ``<out_dir>/audio``) and write the manifests of each split.
+
+    Args:
+        utterances: what to speak, with ids and splits.
+        out_dir: manifest folder; audio goes to ``<out_dir>/audio``.
+        voice: eSpeak voice name.
+        speakers: number of distinct speaker styles.
+        seed: draws the styles and which style speaks each utterance.
+        sample_rate: rate of the written FLAC files (16000 or 22050).
+    """
+    if sample_rate not in SAMPLE_RATES:
+        raise SpeechkitError(f"sample_rate must be one of {SAMPLE_RATES}, got {sample_rate}")
+    synth = Synthesizer()
+    styles = draw_styles(voice, speakers, seed)
+    synth.check_style(styles[0])
+    rng = random.Random(f"{seed}-speaker-of-utterance")
+    audio_dir = Path(out_dir) / "audio"
+    splits: dict[str, tuple[list, list]] = {}
+    for index, utterance in enumerate(utterances, start=1):
+        style = styles[rng.randrange(len(styles))]
+        recording, supervision = _synthesize_one(synth, utterance, style, audio_dir, sample_rate)
+        recs, sups = splits.setdefault(utterance.split, ([], []))
+        recs.append(recording)
+        sups.append(supervision)
+        if index % 200 == 0 or index == len(utterances):
+            log.info("synthesized %d / %d utterances", index, len(utterances))
+    order = [s for s in SPLITS if s in splits] + sorted(set(splits) - set(SPLITS))
+    return write_splits(
+        out_dir,
+        {s: (RecordingSet.from_recordings(splits[s][0]), SupervisionSet.from_segments(splits[s][1])) for s in order},
+    )
+
+
+def _synthesize_one(
+    synth: Synthesizer, utterance: Utterance, style: SpeakerStyle, audio_dir: Path, sample_rate: int
+) -> tuple[Recording, SupervisionSegment]:
+    path = synthesize_to_file(synth, utterance.text, style, audio_dir, sample_rate)
+    recording = Recording.from_file(path, recording_id=utterance.id)
+    supervision = SupervisionSegment(
+        id=utterance.id,
+        recording_id=utterance.id,
+        start=0.0,
+        duration=recording.duration,
+        channel=0,
+        text=utterance.text,
+        language=language_of_voice(style.voice),
+        speaker=style.name,
+        custom=dict(utterance.custom) or None,
+    )
+    return recording, supervision
+
+
+def read_lines(path: Path, limit: int | None) -> list[tuple[int, str]]:
+    """(line number, text) of the non-blank lines of a UTF-8 file, the first ``limit`` of them."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as error:
+        raise SpeechkitError(f"synthetic: {path} is not UTF-8 text: {error}") from error
+    kept = [(number, line.strip()) for number, line in enumerate(lines, start=1) if line.strip()]
+    if len(kept) < len(lines):
+        log.info("synthetic: %s: skipped %d blank lines", path, len(lines) - len(kept))
+    if not kept:
+        raise SpeechkitError(f"synthetic: {path} has no non-blank lines")
+    if limit is not None and limit > len(kept):
+        raise SpeechkitError(f"num_utterances={limit} but {path} has only {len(kept)} non-blank lines")
+    return kept[:limit]
+
+
+def source_texts(source: str, voice: str, num_utterances: int | None, seed: int) -> list[tuple[str, str]]:
+    """(utterance id, text) pairs from a text file or the word ``numbers``."""
+    if source == "numbers":
+        english = language_of_voice(voice) == "en"
+        numbers = draw_numbers(1000 if num_utterances is None else num_utterances, seed)
+        return [(f"numbers-{i:06d}", number_words(n) if english else str(n)) for i, n in enumerate(numbers)]
+    path = Path(source)
+    if not path.is_file():
+        raise SpeechkitError(f"synthetic: source {source} is neither a text file nor the word 'numbers'")
+    return [(f"{path.stem}-{number:06d}", text) for number, text in read_lines(path, num_utterances)]
+
+
+def prepare(
+    source: str | Path,
+    out_dir: str | Path,
+    voice: str = "en",
+    num_utterances: int | None = None,
+    seed: int = 0,
+    speakers: int = 4,
+    dev_fraction: float = 0.1,
+    test_fraction: float = 0.1,
+    sample_rate: int = 16000,
+) -> dict[str, CutSet]:
+    """Synthesize a corpus and write its manifests; returns ``{split: CutSet}``.
+
+    Args:
+        source: a UTF-8 text file (one utterance a line) or the word ``numbers``.
+        out_dir: manifest folder (audio under ``<out_dir>/audio``).
+        voice: eSpeak voice name (``Synthesizer().list_voices()``).
+        num_utterances: how many lines / numbers (default: every line; 1,000 numbers).
+        seed: draws numbers, splits, speaker styles and their assignment.
+        speakers: number of distinct speaker styles.
+        dev_fraction: share of distinct texts in dev.
+        test_fraction: share of distinct texts in test.
+        sample_rate: 16000 (default) or 22050 (eSpeak's native rate).
+    """
+    if num_utterances is not None and num_utterances < 1:
+        raise SpeechkitError(f"num_utterances must be >= 1, got {num_utterances}")
+    Synthesizer().check_style(SpeakerStyle(voice))  # fail on a bad voice before reading or drawing anything
+    pairs = source_texts(str(source), voice, num_utterances, seed)
+    splits = assign_splits([text for _, text in pairs], dev_fraction, test_fraction, seed)
+    utterances = [Utterance(uid, text, split) for (uid, text), split in zip(pairs, splits)]
+    return synthesize_splits(utterances, out_dir, voice=voice, speakers=speakers, seed=seed, sample_rate=sample_rate)
+
+
+def add_synthesis_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options every synthesized corpus shares: --seed, --speakers, --sample-rate."""
+    parser.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
+    parser.add_argument("--speakers", type=int, default=4, help="number of distinct synthetic speakers (default 4)")
+    parser.add_argument(
+        "--sample-rate", type=int, default=16000, choices=SAMPLE_RATES, help="FLAC sample rate (default 16000)"
+    )
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``speechkit prepare synthetic``."""
+    parser.add_argument("--voice", default="en", help="eSpeak NG voice name, e.g. en, de, ur (default en)")
+    parser.add_argument(
+        "--num-utterances", type=int, default=None, help="lines to use / numbers to draw (default: all / 1000)"
+    )
+    parser.add_argument("--dev-fraction", type=float, default=0.1, help="share of distinct texts in dev (0.1)")
+    parser.add_argument("--test-fraction", type=float, default=0.1, help="share of distinct texts in test (0.1)")
+    add_synthesis_arguments(parser)
