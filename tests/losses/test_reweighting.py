@@ -58,3 +58,33 @@ def test_bad_input():
         sample_weights(torch.rand(3), r=0.0)
     with pytest.raises(SpeechkitError, match="losses"):
         LossReweighter()(torch.rand(3, 2))
+
+
+def _ddp_worker(rank: int, world: int, port: int, path: str) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    every = torch.tensor([0.2, 1.0, 3.0, 0.7, 2.2], dtype=torch.float64)
+    local = (every[:2] if rank == 0 else every[2:]).clone().requires_grad_(True)  # unequal batch sizes
+    out = LossReweighter("linupper", gather=True)(local)
+    out.backward()
+    torch.save({"out": out.detach(), "grad": local.grad}, f"{path}.{rank}")
+    dist.destroy_process_group()
+
+
+def test_ddp_gathers_the_global_batch(tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    # fork: the children inherit this test module (spawn would re-import it by a package path)
+    mp.start_processes(_ddp_worker, args=(2, port, str(tmp_path / "r")), nprocs=2, join=True, start_method="fork")
+    every = torch.tensor([0.2, 1.0, 3.0, 0.7, 2.2], dtype=torch.float64)
+    w = sample_weights(every, "linupper")
+    parts = [torch.load(tmp_path / f"r.{rank}") for rank in range(2)]
+    # DDP averages the ranks' gradients: world * sum_local w_i l_i per rank -> the global weighted sum
+    assert (parts[0]["out"] + parts[1]["out"]).item() / 2 == pytest.approx((w * every).sum().item())
+    torch.testing.assert_close(torch.cat([parts[0]["grad"], parts[1]["grad"]]) / 2, w)
