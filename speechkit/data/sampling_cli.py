@@ -128,7 +128,7 @@ def _instantiate_model(class_path: str, init_args: dict) -> Any:
     parser.add_subclass_arguments(LightningModule, "model", required=True)
     config = {"model": {"class_path": class_path.replace(":", "."), "init_args": init_args}}
     try:
-        return parser.instantiate_classes(parser.parse_object(config)).model
+        return parser.instantiate(parser.parse_object(config)).model
     except Exception as error:  # jsonargparse reports schema errors as several exception types
         raise SpeechkitError(f"model {class_path!r} with init_args {init_args}: {error}")
 
@@ -187,6 +187,8 @@ def batch_sizes_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--tokens-per-second", type=float, default=12.0, help="tokens for 1-D bins")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    if args.device == "cpu" and args.memory_budget_gb is None:
+        raise SpeechkitError("--memory-budget-gb: required on CPU (the search compares it with peak memory)")
     model, bins, config_precision = _model_and_bins(args)
     precision = args.precision or config_precision or "32"
     if precision not in PRECISIONS:
