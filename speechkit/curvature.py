@@ -186,6 +186,34 @@ def hutchinson_trace(loss: Tensor, params: Params, n_samples: int = 64,
     return float(hutchinson_samples(loss, params, n_samples, generator).mean())
 
 
+def fisher_trace(log_probs: Tensor, params: Params, n_samples: int = 1,
+                 generator: torch.Generator | None = None) -> float:
+    """Monte-Carlo trace of the Fisher information, the cheaper flatness estimate of Liu et al. (ICML 2023).
+
+    ``Tr(F) = E_x E_{y ~ p(.|x)} ||grad_theta log p(y|x)||^2`` with labels sampled from the model; equals Tr(H) of
+    the mean negative log-likelihood at a global minimum of a well-specified model (and for any parameters of a
+    softmax regression). One backward per (example, sample): meant for small evaluation batches.
+
+    Args:
+        log_probs: (B, V) log-probabilities with their graph.
+        params: the tensors (or a module's trainable parameters).
+        n_samples: labels drawn per example.
+        generator: random generator for the labels.
+    """
+    if log_probs.dim() != 2:
+        raise SpeechkitError(f"log_probs: expected (B, V) log-probabilities, got shape {tuple(log_probs.shape)}")
+    if n_samples < 1:
+        raise SpeechkitError(f"n_samples: expected >= 1, got {n_samples}")
+    params = _param_list(params)
+    labels = torch.multinomial(log_probs.detach().exp().cpu(), n_samples, replacement=True, generator=generator)
+    total = 0.0
+    for i in range(log_probs.shape[0]):
+        for y in labels[i].tolist():
+            grads = torch.autograd.grad(log_probs[i, y], params, retain_graph=True, allow_unused=True)
+            total += sum(float((g * g).sum()) for g in grads if g is not None)
+    return total / (log_probs.shape[0] * n_samples)
+
+
 # ------------------------------------------------------------------------------------------------------------------
 # Sharpness of a trained model
 

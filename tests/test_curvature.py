@@ -14,6 +14,15 @@ from speechkit.curvature import (hutchinson_samples, hutchinson_trace, hvp, powe
 from speechkit.errors import SpeechkitError
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Small tensors on a shared 2-core machine: extra intra-op threads only contend."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _mlp_problem(seed: int = 0):
     torch.manual_seed(seed)
     net = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2)).double()
@@ -188,3 +197,19 @@ def test_sharpness_cli_on_a_lightning_checkpoint(tmp_path, monkeypatch, capsys):
     torch.save(state, ckpt)
     assert main([str(ckpt), "--config", str(config), "--batches", "1", "--iters", "100", "--tol", "1e-10"]) == 0
     assert "top_eigenvalue: 8" in capsys.readouterr().out
+
+
+def test_fisher_trace_equals_hessian_trace_of_softmax_regression():
+    from speechkit.curvature import fisher_trace
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(8, 3, generator=g, dtype=torch.float64)
+    w = (0.5 * torch.randn(3, 4, generator=g, dtype=torch.float64)).requires_grad_(True)
+    # Softmax regression: H of the mean NLL = E_x[(diag p - p p^T) (x) x x^T] does not depend on y, = Fisher.
+    hessian = torch.autograd.functional.hessian(
+        lambda v: -torch.log_softmax(x @ v, -1)[:, 0].mean(), w.detach())
+    exact = float(hessian.reshape(12, 12).trace())
+    samples = [fisher_trace(torch.log_softmax(x @ w, -1), [w], n_samples=10, generator=g) for _ in range(20)]
+    mean, std = torch.tensor(samples).mean().item(), torch.tensor(samples).std().item()
+    assert abs(mean - exact) < 3 * std / 20 ** 0.5
+    assert abs(mean - exact) < 0.05 * exact
