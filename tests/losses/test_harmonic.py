@@ -156,3 +156,15 @@ def test_harmonic_toy_learns_class_centres_with_bounded_weights():
     assert abs(harmonic[-1] - float(centres.norm())) < 0.1 * float(centres.norm())
     assert abs(harmonic[-1] - harmonic[-2]) < 0.01 * harmonic[-1]
     assert all(b > a for a, b in zip(norms["linear"], norms["linear"][1:]))  # CE keeps growing ||W||
+
+
+def test_built_from_a_config_and_typo_names_the_key():
+    from jsonargparse import ArgumentParser
+
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_class_arguments(HarmonicHead, "head")
+    head = parser.instantiate(parser.parse_object(
+        {"head": {"dim": 8, "n_classes": 10, "distance": "bray_curtis_abs", "n": 2.0}})).head
+    assert isinstance(head, HarmonicHead) and head.distance == "bray_curtis_abs"
+    with pytest.raises(Exception, match="distance"):
+        parser.parse_object({"head": {"dim": 8, "n_classes": 10, "distance": "braycurtis"}})
