@@ -12,7 +12,13 @@ from speechkit.compress.quant.formats import (
     mask_float,
     round_to_minifloat,
 )
-from speechkit.compress.quant.gptq import gptq, gptq_with_losses, inverse_hessian_cholesky, layer_input_hessian
+from speechkit.compress.quant.gptq import (
+    gptq,
+    gptq_baq,
+    gptq_with_losses,
+    inverse_hessian_cholesky,
+    layer_input_hessian,
+)
 from speechkit.compress.quant.ostquant import (
     LearnableOrthogonal,
     OrthoScale,
@@ -45,6 +51,7 @@ __all__ = [
     "fake_quant_float",
     "fake_quant_int",
     "gptq",
+    "gptq_baq",
     "gptq_with_losses",
     "inverse_hessian_cholesky",
     "layer_input_hessian",

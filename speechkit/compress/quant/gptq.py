@@ -166,3 +166,30 @@ def gptq(
         ``(out, in)`` dequantized weight, same dtype as ``weight``.
     """
     return gptq_with_losses(weight, inputs, bits, group_size, symmetric, blocksize, percdamp)[0]
+
+
+def gptq_baq(
+    weight: Tensor,
+    inputs: Tensor,
+    avg_bits: float,
+    choices: tuple[int, ...] = (2, 3, 4, 5, 6, 7, 8),
+    theta: float = 2.0,
+    symmetric: bool = False,
+    percdamp: float = 0.01,
+) -> tuple[Tensor, Tensor]:
+    """BAQ's two passes (Zhang et al. 2025): GPTQ at ``avg_bits`` records column losses ``L_j``, the loss model
+    ``c_j = L_j 2^(theta R_ref)`` feeds ``allocate_bits(method="baq")``, and GPTQ runs again with those bits.
+
+    BAQ allows fractional bits (integer numbers of levels); here widths are whole bits from ``choices`` [D].
+    ``avg_bits`` must be a whole number (the uniform reference pass). Returns the dequantized weight and the
+    ``(in,)`` bits per column.
+    """
+    from speechkit.compress.quant.allocate import allocate_bits
+
+    if float(avg_bits) != int(avg_bits):
+        raise SpeechkitError(f"avg_bits must be a whole number of bits for the reference pass, got {avg_bits}")
+    _, losses = gptq_with_losses(weight, inputs, int(avg_bits), symmetric=symmetric, blocksize=1, percdamp=percdamp)
+    sensitivity = losses.double().clamp_min(1e-30) * 2.0 ** (theta * avg_bits)
+    bits = allocate_bits(sensitivity, None, float(avg_bits), method="baq", choices=choices, theta=theta)
+    q, _ = gptq_with_losses(weight, inputs, bits, symmetric=symmetric, blocksize=1, percdamp=percdamp)
+    return q, bits

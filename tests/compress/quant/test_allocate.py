@@ -93,3 +93,10 @@ def test_bad_budget_choices_and_method_are_named() -> None:
     with pytest.raises(SpeechkitError, match="method"):
         allocate_bits(_sensitivity(4), None, 4.0, method="nope")  # type: ignore[arg-type]
     assert math.isfinite(allocate_bits(_sensitivity(4), None, 2.0).float().mean().item())
+
+
+def test_ilp_objective_never_rises_with_a_larger_budget() -> None:
+    s = _sensitivity(10, 5)
+    model_loss = lambda b: float((s * torch.exp2(-2.0 * b.double())).sum())  # noqa: E731
+    losses = [model_loss(allocate_bits(s, None, budget, "ilp")) for budget in (2.0, 2.5, 3.0, 4.0, 6.0, 8.0)]
+    assert losses == sorted(losses, reverse=True)
