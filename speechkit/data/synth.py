@@ -84,6 +84,11 @@ class SpeakerStyle:
     pitch: int = 50
     pitch_range: int = 50
 
+    def __post_init__(self) -> None:
+        for name, (low, high) in (("rate", (80, 450)), ("pitch", (0, 100)), ("pitch_range", (0, 100))):
+            if not low <= getattr(self, name) <= high:
+                raise SpeechkitError(f"speaker style {name}={getattr(self, name)} is outside {low}-{high}")
+
     @property
     def espeak_name(self) -> str:
         """The name ``espeak_SetVoiceByName`` takes: ``voice+variant``."""
@@ -118,7 +123,8 @@ def _paths() -> tuple[str, str]:
     try:
         import espeakng_loader
     except ImportError as error:
-        raise SpeechkitError("speech synthesis needs the package espeakng-loader (pip install espeakng-loader)") from error
+        raise SpeechkitError("speech synthesis needs the package espeakng-loader (pip install espeakng-loader)") \
+            from error
     return espeakng_loader.get_library_path(), espeakng_loader.get_data_path()
 
 
@@ -165,7 +171,8 @@ class Synthesizer:
         """Raise ``SpeechkitError`` naming the voice or variant if eSpeak does not have it."""
         if style.variant and style.variant not in self.variants:
             close = difflib.get_close_matches(style.variant, sorted(self.variants), n=5, cutoff=0.3)
-            raise SpeechkitError(f"unknown eSpeak voice variant {style.variant!r}; similar: {close or sorted(HUMAN_VARIANTS)}")
+            close = close or sorted(HUMAN_VARIANTS)
+            raise SpeechkitError(f"unknown eSpeak voice variant {style.variant!r}; valid variants include {close}")
         voices = self.list_voices()
         if style.voice not in voices:
             close = difflib.get_close_matches(style.voice, voices, n=5, cutoff=0.3)
@@ -218,10 +225,12 @@ class Synthesizer:
             lib.espeak_SetSynthCallback(callback)
             if lib.espeak_SetVoiceByName(style.espeak_name.encode()) != EE_OK:
                 raise SpeechkitError(f"eSpeak could not load voice {style.espeak_name!r}")
-            for parameter, value in ((PARAM_RATE, style.rate), (PARAM_PITCH, style.pitch), (PARAM_RANGE, style.pitch_range)):
-                lib.espeak_SetParameter(parameter, value, 0)
+            lib.espeak_SetParameter(PARAM_RATE, style.rate, 0)
+            lib.espeak_SetParameter(PARAM_PITCH, style.pitch, 0)
+            lib.espeak_SetParameter(PARAM_RANGE, style.pitch_range, 0)
             data = text.encode("utf-8")
-            status = lib.espeak_Synth(data, ctypes.c_size_t(len(data) + 1), 0, POS_CHARACTER, 0, ESPEAK_CHARS_UTF8, None, None)
+            size = ctypes.c_size_t(len(data) + 1)
+            status = lib.espeak_Synth(data, size, 0, POS_CHARACTER, 0, ESPEAK_CHARS_UTF8, None, None)
             if status != EE_OK or lib.espeak_Synchronize() != EE_OK:
                 raise SpeechkitError(f"eSpeak failed (status {status}) on {text!r}")
         finally:

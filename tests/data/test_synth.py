@@ -56,6 +56,11 @@ def test_empty_text_is_an_error(synth: Synthesizer) -> None:
         synth.synthesize("   ", "en")
 
 
+def test_style_out_of_range() -> None:
+    with pytest.raises(SpeechkitError, match="rate=10"):
+        SpeakerStyle("en", rate=10)
+
+
 def test_draw_styles_is_seeded_and_distinct() -> None:
     styles = draw_styles("en", 6, seed=3)
     assert styles == draw_styles("en", 6, seed=3) and styles != draw_styles("en", 6, seed=4)

@@ -88,7 +88,9 @@ def prepare(
             expected[split] += check_tsv(folder / language / f"{split}.tsv")
     with tempfile.TemporaryDirectory() as lhotse_dir:
         try:
-            manifests = prepare_commonvoice(folder, lhotse_dir, languages=languages, splits=list(splits), num_jobs=num_jobs)
+            manifests = prepare_commonvoice(
+                folder, lhotse_dir, languages=languages, splits=list(splits), num_jobs=num_jobs
+            )
         except Exception as error:  # Lhotse raises AudioLoadingError, KeyError, AssertionError ...
             raise SpeechkitError(f"commonvoice: Lhotse failed on {folder}: {_one_line(error)}") from error
     return write_splits(out_dir, {split: _merge(manifests, languages, split, expected[split]) for split in splits})
@@ -99,7 +101,9 @@ def _merge(manifests: dict, languages: list[str], split: str, expected: int) -> 
     recordings = [r for language in languages for r in manifests[language][split]["recordings"]]
     supervisions = [s for language in languages for s in manifests[language][split]["supervisions"]]
     if len(supervisions) != expected:
-        raise SpeechkitError(f"commonvoice: {split}: {expected} TSV rows but {len(supervisions)} supervisions after Lhotse")
+        raise SpeechkitError(
+            f"commonvoice: {split}: {expected} TSV rows but {len(supervisions)} supervisions after Lhotse"
+        )
     return RecordingSet.from_recordings(recordings), SupervisionSet.from_segments(supervisions)
 
 

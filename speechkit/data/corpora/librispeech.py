@@ -91,5 +91,7 @@ def _with_language_code(manifest: dict) -> tuple[RecordingSet, SupervisionSet]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``speechkit prepare librispeech``."""
-    parser.add_argument("--parts", nargs="+", default=None, help="parts, e.g. dev-clean test-clean (default: all found)")
+    parser.add_argument(
+        "--parts", nargs="+", default=None, help="parts, e.g. dev-clean test-clean (default: all found)"
+    )
     parser.add_argument("--num-jobs", type=int, default=1, help="Lhotse's audio-scanning threads (1)")

@@ -107,7 +107,8 @@ def assign_splits(texts: Sequence[str], dev_fraction: float, test_fraction: floa
     sizes = [_split_size(len(distinct), f) for f in (test_fraction, dev_fraction)]
     if sum(sizes) >= len(distinct):
         raise SpeechkitError(
-            f"{len(distinct)} distinct texts are too few for a train split besides test ({sizes[0]}) and dev ({sizes[1]})"
+            f"{len(distinct)} distinct texts are too few for a train split "
+            f"besides test ({sizes[0]}) and dev ({sizes[1]})"
         )
     split_of = {text: "test" for text in distinct[: sizes[0]]}
     split_of.update({text: "dev" for text in distinct[sizes[0] : sizes[0] + sizes[1]]})

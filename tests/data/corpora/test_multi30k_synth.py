@@ -16,7 +16,9 @@ def test_translations_are_the_aligned_lines(data_dir: Path, tmp_path: Path) -> N
     cuts = multi30k_synth.prepare(source, tmp_path, max_train=2, max_dev=1, max_test=1, speakers=2)
     assert {split: len(c) for split, c in cuts.items()} == {"train": 2, "dev": 1, "test": 1}
     for split, part in multi30k_synth.PARTS.items():
-        lines = {lang: gzip.open(source / f"{part}.{lang}.gz", "rt").read().splitlines() for lang in ("en", "de", "fr", "cs")}
+        lines = {
+            lang: gzip.open(source / f"{part}.{lang}.gz", "rt").read().splitlines() for lang in ("en", "de", "fr", "cs")
+        }
         for cut in cuts[split]:
             sup, line = cut.supervisions[0], cut.supervisions[0].custom["line"]
             assert cut.id == f"multi30k-{split}-{line:05d}" and sup.text == lines["en"][line].strip()
