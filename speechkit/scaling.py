@@ -311,8 +311,12 @@ def _pairs(rows: list[dict], column: str, path: Path) -> list[tuple[int, float]]
     return sorted(values.items())
 
 
-def _mape(predicted: np.ndarray, actual: np.ndarray) -> float:
-    return float(np.mean(np.abs(predicted - actual) / actual) * 100.0)
+def _from_step(curve: Curve, min_step: int) -> Curve:
+    """The curve without losses logged before ``min_step`` (its lrs stay whole: S1 and S2 need every step)."""
+    keep = curve.steps >= min_step
+    if not keep.any():
+        raise SpeechkitError(f"--min-step: {curve.name} has no loss at or after step {min_step}")
+    return Curve(curve.name, curve.lrs, curve.steps[keep], curve.losses[keep])
 
 
 def plot_fit(fit: AnnealingLawFit, fitted: Sequence[Curve], predicted: Sequence[Curve], path: str | Path) -> None:
@@ -326,8 +330,12 @@ def plot_fit(fit: AnnealingLawFit, fitted: Sequence[Curve], predicted: Sequence[
     for curves, style, role in ((fitted, "-", "fit"), (predicted, "--", "predicted")):
         for curve in curves:
             dots = axis.plot(curve.steps, curve.losses, ".", markersize=3, alpha=0.5)[0]
-            axis.plot(np.arange(1, len(curve.lrs) + 1), fit.predict(curve.lrs), style, color=dots.get_color(),
+            steps = np.arange(int(curve.steps[0]), len(curve.lrs) + 1)  # the law diverges as S1 -> 0: start at data
+            axis.plot(steps, fit.predict(curve.lrs, steps), style, color=dots.get_color(),
                       label=f"{curve.name} ({role})")
+    losses = np.concatenate([c.losses for c in (*fitted, *predicted)])
+    margin = 0.05 * (losses.max() - losses.min())
+    axis.set_ylim(losses.min() - margin, losses.max() + margin)
     axis.set_xlabel("step")
     axis.set_ylabel("loss")
     axis.set_title(f"L = {fit.L0:.3g} + {fit.A:.3g} S1^-{fit.alpha:.3g} - {fit.C:.3g} S2 (lambda {fit.decay:g})")
@@ -350,11 +358,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--decay", type=float, default=0.999, help="momentum factor lambda (default 0.999)")
     parser.add_argument("--fit-decay", action="store_true", help="fit lambda too")
     parser.add_argument("--warmup-steps", type=int, default=0, help="warm-up steps left out of S2")
+    parser.add_argument("--min-step", type=int, default=1,
+                        help="ignore losses logged before this step (e.g. the warm-up), in the fit and the errors")
     parser.add_argument("--huber-delta", type=float, default=1e-3)
     parser.add_argument("--plot", default=None, help="write a PNG of data vs law")
     args = parser.parse_args(argv)
-    fitted = [read_curve(p, args.lr_column, args.loss_column) for p in args.fit]
-    predicted = [read_curve(p, args.lr_column, args.loss_column) for p in args.predict]
+    fitted = [_from_step(read_curve(p, args.lr_column, args.loss_column), args.min_step) for p in args.fit]
+    predicted = [_from_step(read_curve(p, args.lr_column, args.loss_column), args.min_step) for p in args.predict]
     fit = fit_annealing_law([c.lrs for c in fitted], [c.losses for c in fitted], [c.steps for c in fitted],
                             decay=None if args.fit_decay else args.decay, warmup_steps=args.warmup_steps,
                             huber_delta=args.huber_delta)
@@ -363,9 +373,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     for role, curves in (("fit", fitted), ("predict", predicted)):
         for curve in curves:
             estimate = fit.predict(curve.lrs, curve.steps)
-            print(f"{role} {curve.name}: MAPE {_mape(estimate, curve.losses):.3f}% max|err| "
-                  f"{np.abs(estimate - curve.losses).max():.4g} final loss {curve.losses[-1]:.4g} "
-                  f"predicted {estimate[-1]:.4g}")
+            relative = np.abs(estimate - curve.losses) / curve.losses * 100.0
+            print(f"{role} {curve.name}: MAPE {relative.mean():.3f}% max {relative.max():.3f}% over "
+                  f"{len(curve.losses)} points; final loss {curve.losses[-1]:.4g} predicted {estimate[-1]:.4g}")
     if args.plot:
         plot_fit(fit, fitted, predicted, args.plot)
         print(f"plot: {args.plot}")

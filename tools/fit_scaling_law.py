@@ -2,5 +2,10 @@
 import sys
 
 from speechkit.scaling import main
+from speechkit.errors import SpeechkitError
 
-sys.exit(main())
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except SpeechkitError as error:  # one line, as the speechkit dispatcher prints it
+        sys.exit(f"fit_scaling_law: error: {error}")

@@ -2,5 +2,10 @@
 import sys
 
 from speechkit.curvature import main
+from speechkit.errors import SpeechkitError
 
-sys.exit(main())
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except SpeechkitError as error:  # one line, as the speechkit dispatcher prints it
+        sys.exit(f"sharpness: error: {error}")
