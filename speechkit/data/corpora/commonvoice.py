@@ -37,8 +37,8 @@ def check_tsv(tsv: Path) -> int:
     if not tsv.is_file():
         raise SpeechkitError(f"commonvoice: missing {tsv} (expected <source>/<language>/<split>.tsv)")
     with open(tsv, encoding="utf-8", newline="") as file:
-        rows = list(csv.DictReader(file, delimiter="\t", quoting=csv.QUOTE_NONE))  # as Lhotse reads it
-        header = rows[0].keys() if rows else []
+        reader = csv.DictReader(file, delimiter="\t", quoting=csv.QUOTE_NONE)  # as Lhotse reads it
+        rows, header = list(reader), reader.fieldnames or []
     missing_columns = [column for column in COLUMNS if column not in header]
     if missing_columns:
         raise SpeechkitError(f"commonvoice: {tsv} lacks column(s) {missing_columns}; Lhotse 1.33 reads {list(COLUMNS)}")
