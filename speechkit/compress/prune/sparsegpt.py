@@ -16,13 +16,13 @@ import torch
 from torch import Tensor
 
 from speechkit.compress.prune.magnitude import check_sparsity, smallest_mask
-from speechkit.compress.quant.gptq import inverse_hessian_cholesky, layer_input_hessian, obs_quantize
+from speechkit.compress.quant.gptq import Inputs, hessian_of, inverse_hessian_cholesky, obs_quantize
 from speechkit.errors import SpeechkitError
 
 
 def sparsegpt(
     weight: Tensor,
-    inputs: Tensor,
+    inputs: Inputs,
     sparsity: float,
     blocksize: int = 128,
     percdamp: float = 0.01,
@@ -31,7 +31,8 @@ def sparsegpt(
 
     Args:
         weight: ``(out, in)`` linear weight.
-        inputs: calibration inputs to the layer, ``(n, in)`` (leading dims flattened).
+        inputs: calibration inputs to the layer, ``(n, in)`` (leading dims flattened), or a
+            ``HessianAccumulator`` of them.
         sparsity: fraction of weights set to 0 in every block of columns, in [0, 1).
         blocksize: columns whose mask is chosen together (the paper's adaptive mask selection block, 128).
         percdamp: Hessian damping as a fraction of its mean diagonal.
@@ -40,14 +41,11 @@ def sparsegpt(
         The pruned and updated weight, ``(out, in)``, same dtype; ``int(sparsity * out * width)`` zeros per block.
     """
     check_sparsity(sparsity)
-    if weight.dim() != 2:
-        raise SpeechkitError(f"weight must be 2-D (out, in), got shape {tuple(weight.shape)}")
-    if inputs.shape[-1] != weight.shape[1]:
-        raise SpeechkitError(f"inputs must have {weight.shape[1]} features (weight's in), got {inputs.shape[-1]}")
+    hessian = hessian_of(weight, inputs)
     if blocksize <= 0:
         raise SpeechkitError(f"blocksize must be positive, got {blocksize}")
     w = weight.detach().double().clone()
-    u = inverse_hessian_cholesky(layer_input_hessian(inputs), w, percdamp)
+    u = inverse_hessian_cholesky(hessian, w, percdamp)
     d = torch.diag(u)  # (in,)
     pruned: dict[str, Tensor] = {}
 

@@ -248,3 +248,28 @@ def mask_float(
         snapped = torch.trunc(y / quantum) if rounding == "rtz" else torch.round(y / quantum)
         return torch.where(tiny, snapped * quantum, y)
     return torch.where(tiny, torch.zeros_like(y), y)
+
+
+class FakeQuantLinear(torch.nn.Module):
+    """Wrap an ``nn.Linear`` so both GEMM operands pass through fake-quant functions (masked-GEMM simulation of
+    "To FP8 and Back Again", or FP8 / FP4 / INT-k formats), with straight-through gradients.
+
+    Args:
+        linear: the layer (kept, its weight stays the trainable full-precision master copy).
+        weight_fn: ``(out, in) -> (out, in)`` fake quantization of the weight, e.g.
+            ``lambda w: fake_quant_float(w, "e4m3", "channel")``; ``None`` leaves it.
+        input_fn: ``(..., in) -> (..., in)`` fake quantization of the input, e.g.
+            ``lambda x: mask_float(x, exp_bits=4, man_bits=3)``; ``None`` leaves it.
+    """
+
+    def __init__(self, linear: torch.nn.Linear, weight_fn=None, input_fn=None) -> None:  # noqa: ANN001
+        super().__init__()
+        self.linear, self.weight_fn, self.input_fn = linear, weight_fn, input_fn
+
+    @staticmethod
+    def _ste(x: Tensor, fn) -> Tensor:  # noqa: ANN001
+        return x if fn is None else x + (fn(x.detach()) - x).detach()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.nn.functional.linear(self._ste(x, self.input_fn), self._ste(self.linear.weight, self.weight_fn),
+                                          self.linear.bias)

@@ -12,10 +12,10 @@ models and need a GPU kernel package), so the loop is written here after the ref
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from speechkit.compress.quant.formats import check_bits, check_group_size, int_quantize, int_scale_zero
 from speechkit.errors import SpeechkitError
@@ -27,6 +27,40 @@ def layer_input_hessian(inputs: Tensor) -> Tensor:
     if x.shape[0] == 0:
         raise SpeechkitError("inputs must hold at least one calibration row, got 0")
     return 2.0 * x.T @ x / x.shape[0]
+
+
+class HessianAccumulator:
+    """Running ``H = 2 X^T X / n`` of a layer's inputs, so calibration never has to hold all of ``X``."""
+
+    def __init__(self, features: int) -> None:
+        self.features, self.rows = features, 0
+        self.total = torch.zeros(features, features, dtype=torch.float64)
+
+    def add(self, inputs: Tensor) -> None:
+        x = inputs.detach().reshape(-1, inputs.shape[-1]).double().cpu()  # (n, in)
+        if x.shape[1] != self.features:
+            raise SpeechkitError(f"inputs must have {self.features} features, got {x.shape[1]}")
+        self.total += x.T @ x
+        self.rows += x.shape[0]
+
+    @property
+    def hessian(self) -> Tensor:
+        if self.rows == 0:
+            raise SpeechkitError("inputs: the Hessian accumulator has seen no calibration rows")
+        return 2.0 * self.total / self.rows
+
+
+Inputs = Tensor | HessianAccumulator  # calibration inputs (n, in), or their accumulated Hessian
+
+
+def hessian_of(weight: Tensor, inputs: Inputs) -> Tensor:
+    """The layer-input Hessian of ``inputs`` after checking it fits ``weight`` ``(out, in)``."""
+    if weight.dim() != 2:
+        raise SpeechkitError(f"weight must be 2-D (out, in), got shape {tuple(weight.shape)}")
+    features = inputs.features if isinstance(inputs, HessianAccumulator) else inputs.shape[-1]
+    if features != weight.shape[1]:
+        raise SpeechkitError(f"inputs must have {weight.shape[1]} features (weight's in), got {features}")
+    return inputs.hessian if isinstance(inputs, HessianAccumulator) else layer_input_hessian(inputs)
 
 
 def inverse_hessian_cholesky(hessian: Tensor, weight: Tensor, percdamp: float = 0.01) -> Tensor:
@@ -50,13 +84,6 @@ def inverse_hessian_cholesky(hessian: Tensor, weight: Tensor, percdamp: float = 
     h[idx, idx] += percdamp * torch.mean(torch.diag(h))
     hinv = torch.cholesky_inverse(torch.linalg.cholesky(h))
     return torch.linalg.cholesky(hinv, upper=True)
-
-
-def _check_inputs(weight: Tensor, inputs: Tensor) -> None:
-    if weight.dim() != 2:
-        raise SpeechkitError(f"weight must be 2-D (out, in), got shape {tuple(weight.shape)}")
-    if inputs.shape[-1] != weight.shape[1]:
-        raise SpeechkitError(f"inputs must have {weight.shape[1]} features (weight's in), got {inputs.shape[-1]}")
 
 
 # (column (out,), its index j, live() -> the updated columns j, j+1, ... (out, in - j)) -> dequantized column
@@ -97,7 +124,7 @@ def obs_quantize(weight: Tensor, u: Tensor, quantize_column: ColumnQuantizer, bl
 
 def gptq_with_losses(
     weight: Tensor,
-    inputs: Tensor,
+    inputs: Inputs,
     bits: int | Tensor,
     group_size: int | None = None,
     symmetric: bool = False,
@@ -110,9 +137,9 @@ def gptq_with_losses(
     row range, fitted once, with ``2^b_j`` levels), otherwise one width for all columns with
     one grid per row or per ``group_size`` columns, fitted when the group starts (GPTQ's ``groupsize``).
     """
-    _check_inputs(weight, inputs)
+    hessian = hessian_of(weight, inputs)
     w = weight.detach().double().clone()
-    u = inverse_hessian_cholesky(layer_input_hessian(inputs), w, percdamp)
+    u = inverse_hessian_cholesky(hessian, w, percdamp)
     if isinstance(bits, Tensor):
         if bits.shape != (w.shape[1],):
             raise SpeechkitError(f"bits per column must have shape ({w.shape[1]},), got {tuple(bits.shape)}")
@@ -144,7 +171,7 @@ def gptq_with_losses(
 
 def gptq(
     weight: Tensor,
-    inputs: Tensor,
+    inputs: Inputs,
     bits: int,
     group_size: int | None = None,
     symmetric: bool = False,
@@ -155,7 +182,8 @@ def gptq(
 
     Args:
         weight: ``(out, in)``.
-        inputs: calibration inputs to the layer, ``(n, in)`` (leading dims flattened).
+        inputs: calibration inputs to the layer, ``(n, in)`` (leading dims flattened), or a
+            ``HessianAccumulator`` of them.
         bits: bit width in [2, 16].
         group_size: columns sharing one grid per row; ``None`` / -1 = whole row. Must divide ``in``.
         symmetric: symmetric grid instead of the asymmetric min/max grid.
@@ -170,7 +198,7 @@ def gptq(
 
 def gptq_baq(
     weight: Tensor,
-    inputs: Tensor,
+    inputs: Inputs,
     avg_bits: float,
     choices: tuple[int, ...] = (2, 3, 4, 5, 6, 7, 8),
     theta: float = 2.0,
@@ -193,3 +221,44 @@ def gptq_baq(
     bits = allocate_bits(sensitivity, None, float(avg_bits), method="baq", choices=choices, theta=theta)
     q, _ = gptq_with_losses(weight, inputs, bits, symmetric=symmetric, blocksize=1, percdamp=percdamp)
     return q, bits
+
+
+def collect_hessians(model: nn.Module, targets: str | Sequence[str], calibrate: Callable[[nn.Module], None]) -> dict[str, HessianAccumulator]:
+    """Run ``calibrate(model)`` (forward passes over calibration data) and accumulate each matched Linear's input Hessian."""
+    from speechkit.compress.prune.masks import find_linears
+
+    linears = find_linears(model, targets)
+    hessians = {name: HessianAccumulator(m.in_features) for name, m in linears.items()}
+    handles = [m.register_forward_pre_hook(lambda _, args, n=name: hessians[n].add(args[0])) for name, m in linears.items()]
+    try:
+        with torch.no_grad():
+            calibrate(model)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return hessians
+
+
+def compress_linears(
+    model: nn.Module,
+    targets: str | Sequence[str],
+    calibrate: Callable[[nn.Module], None],
+    compress: Callable[[Tensor, HessianAccumulator], Tensor],
+    sequential: bool = True,
+) -> list[str]:
+    """Replace the weight of every matched ``nn.Linear`` by ``compress(weight, hessian)``, in model order.
+
+    ``compress`` is e.g. ``lambda w, h: gptq(w, h, 4, 128)`` or ``lambda w, h: sparsegpt(w, h, 0.5)``. With
+    ``sequential`` (GPTQ / SparseGPT practice) each layer's inputs are collected after the layers before it were
+    compressed (one calibration pass per layer); otherwise all from the original model in one pass.
+    """
+    from speechkit.compress.prune.masks import find_linears
+
+    names = list(find_linears(model, targets))
+    shared = None if sequential else collect_hessians(model, names, calibrate)
+    for name in names:
+        hessian = collect_hessians(model, [name], calibrate)[name] if shared is None else shared[name]
+        linear = model.get_submodule(name)
+        with torch.no_grad():
+            linear.weight.copy_(compress(linear.weight.detach(), hessian))
+    return names
