@@ -4,6 +4,7 @@ CPTQuant ranking) with its sensitivity scores, and OSTQuant's learnable orthogon
 from speechkit.compress.quant.allocate import allocate_bits, baq_closed_form
 from speechkit.compress.quant.formats import (
     FORMATS,
+    FakeQuantLinear,
     Minifloat,
     check_bits,
     check_group_size,
@@ -13,6 +14,9 @@ from speechkit.compress.quant.formats import (
     round_to_minifloat,
 )
 from speechkit.compress.quant.gptq import (
+    HessianAccumulator,
+    collect_hessians,
+    compress_linears,
     gptq,
     gptq_baq,
     gptq_with_losses,
@@ -26,7 +30,7 @@ from speechkit.compress.quant.ostquant import (
     random_orthogonal,
     train_transforms,
 )
-from speechkit.compress.quant.rtn import quantize_rtn
+from speechkit.compress.quant.rtn import quantize_rtn, quantize_weights
 from speechkit.compress.quant.sensitivity import (
     canonical_correlations,
     cca_score,
@@ -38,6 +42,8 @@ from speechkit.compress.quant.sensitivity import (
 
 __all__ = [
     "FORMATS",
+    "FakeQuantLinear",
+    "HessianAccumulator",
     "LearnableOrthogonal",
     "Minifloat",
     "OrthoScale",
@@ -48,6 +54,8 @@ __all__ = [
     "cca_score",
     "check_bits",
     "check_group_size",
+    "collect_hessians",
+    "compress_linears",
     "fake_quant_float",
     "fake_quant_int",
     "gptq",
@@ -60,6 +68,7 @@ __all__ = [
     "qbert_omega",
     "qbert_sensitivity",
     "quantize_rtn",
+    "quantize_weights",
     "random_orthogonal",
     "round_to_minifloat",
     "taylor_score",

@@ -48,9 +48,9 @@ def test_param_count_and_from_scratch_training() -> None:
     target = nn.Linear(16, 12, bias=False)
     x = torch.randn(64, 16)
     y = target(x).detach()
-    optimizer = torch.optim.Adam(layer.parameters(), lr=0.02)
+    optimizer = torch.optim.Adam(layer.parameters(), lr=0.05)
     first = (layer(x) - y).pow(2).mean().item()
-    for _ in range(60):
+    for _ in range(25):
         optimizer.zero_grad()
         loss = (layer(x) - y).pow(2).mean()
         loss.backward()
