@@ -122,6 +122,18 @@ def block_importance(hidden_states: Sequence[Tensor], mask: Tensor | None = None
     return torch.stack(out).float()
 
 
+def prune_depth(model: nn.Module, layers: str, importance: Tensor, keep: int, config_key: str | None = None) -> Tensor:
+    """Keep the ``keep`` most important layers of the ``nn.ModuleList`` at ``layers`` (e.g. by ``block_importance``).
+
+    Returns the kept layer indices; ``config_key`` (e.g. "decoder_layers") is updated as in ``remove_layers``.
+    """
+    from speechkit.compress.prune.block_removal import remove_layers
+
+    kept = top_indices(importance, keep)
+    remove_layers(model, layers, sorted(set(range(importance.numel())) - set(kept.tolist())), config_key)
+    return kept
+
+
 def top_indices(importance: Tensor, keep: int) -> Tensor:
     """Sorted indices of the ``keep`` largest importances."""
     if not 1 <= keep <= importance.numel():

@@ -5,7 +5,13 @@ import torch
 from transformers import WhisperConfig, WhisperForConditionalGeneration
 
 from speechkit.compress.prune.block_removal import remove_blocks
-from speechkit.compress.prune.minitron import ActivationImportance, prune_heads, prune_neurons
+from speechkit.compress.prune.minitron import (
+    ActivationImportance,
+    block_importance,
+    prune_depth,
+    prune_heads,
+    prune_neurons,
+)
 
 
 @pytest.fixture
@@ -44,3 +50,15 @@ def test_width_pruning_keeps_output_shapes(tiny_whisper: WhisperForConditionalGe
     assert after.shape == before.shape and not torch.allclose(after, before)
     assert tiny_whisper.model.decoder.layers[0].fc1.out_features == 16
     assert tiny_whisper.generate(features, max_new_tokens=3, do_sample=False).shape[0] == 2
+
+
+def test_depth_pruning_by_block_importance(tiny_whisper: WhisperForConditionalGeneration) -> None:
+    features = torch.randn(2, 8, 32)
+    tokens = torch.tensor([[1, 5, 6], [1, 7, 8]])
+    out = tiny_whisper(input_features=features, decoder_input_ids=tokens, output_hidden_states=True)
+    importance = block_importance(out.decoder_hidden_states)
+    assert importance.shape == (3,)
+    kept = prune_depth(tiny_whisper, "model.decoder.layers", importance, keep=2, config_key="decoder_layers")
+    assert kept.tolist() == torch.sort(torch.topk(importance, 2).indices).values.tolist()
+    assert tiny_whisper.config.decoder_layers == 2
+    assert tiny_whisper(input_features=features, decoder_input_ids=tokens).logits.shape == out.logits.shape
