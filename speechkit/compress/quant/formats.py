@@ -17,7 +17,7 @@ float8 casts.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Callable, Literal
 
 import torch
 from torch import Tensor
@@ -26,6 +26,7 @@ from speechkit.errors import SpeechkitError
 
 Granularity = Literal["tensor", "channel", "group"]
 FloatFormat = Literal["e4m3", "e5m2", "e2m1"]
+TensorFn = Callable[[Tensor], Tensor]
 
 
 @dataclass(frozen=True)
@@ -262,12 +263,12 @@ class FakeQuantLinear(torch.nn.Module):
             ``lambda x: mask_float(x, exp_bits=4, man_bits=3)``; ``None`` leaves it.
     """
 
-    def __init__(self, linear: torch.nn.Linear, weight_fn=None, input_fn=None) -> None:  # noqa: ANN001
+    def __init__(self, linear: torch.nn.Linear, weight_fn: TensorFn | None = None, input_fn: TensorFn | None = None) -> None:
         super().__init__()
         self.linear, self.weight_fn, self.input_fn = linear, weight_fn, input_fn
 
     @staticmethod
-    def _ste(x: Tensor, fn) -> Tensor:  # noqa: ANN001
+    def _ste(x: Tensor, fn: TensorFn | None) -> Tensor:
         return x if fn is None else x + (fn(x.detach()) - x).detach()
 
     def forward(self, x: Tensor) -> Tensor:
