@@ -148,7 +148,8 @@ def fit_annealing_law(lrs: Sequence, losses: Sequence, steps: Sequence | None = 
 
     low_loss = min(loss.min() for _, loss, _ in runs)
     lower = [0.0, 0.0, 0.0, 0.0] + ([0.9] if decay is None else [])
-    upper = [low_loss, np.inf, 10.0, np.inf] + ([0.9999] if decay is None else [])
+    high_loss = max(loss.max() for _, loss, _ in runs)  # L0 may exceed a noisy curve's minimum
+    upper = [high_loss, np.inf, 10.0, np.inf] + ([0.9999] if decay is None else [])
     best = None
     for theta0 in _annealing_starts(runs, scale, low_loss, decay, warmup_steps):
         result = least_squares(residuals, theta0, bounds=(lower, upper), loss="huber", f_scale=huber_delta,
@@ -269,8 +270,10 @@ class Curve:
 def read_curve(path: str | Path, lr_column: str | None = None, loss_column: str = "train_loss") -> Curve:
     """Read a Lightning CSVLogger ``metrics.csv``: the lr column (``lr-*`` when not named) and the loss column.
 
-    The lr is linearly interpolated between the logged steps to give the lr of every step 1..last (a step change
-    between two logged steps is smeared over that interval). Losses logged at step 0 are dropped (S1 = 0 there).
+    At global step g Lightning logs the loss of the model after g updates and the lr of update g + 1, so
+    ``lrs[i]`` is the lr logged at step i (linearly interpolated between logged steps: a step change between two
+    logged steps is smeared over that interval) and the loss at step g pairs with S1 = lrs[0] + ... + lrs[g-1].
+    Losses logged at step 0 are dropped (S1 = 0 there).
     """
     path = Path(path)
     if not path.is_file():
@@ -294,9 +297,9 @@ def read_curve(path: str | Path, lr_column: str | None = None, loss_column: str 
         raise SpeechkitError(f"{path}: no values in {lr_column!r} or {loss_column!r} after step 0")
     last = int(max(max(s for s, _ in lr_points), max(s for s, _ in loss_points)))
     lr_steps, lr_values = zip(*lr_points)
-    lrs = np.interp(np.arange(1, last + 1), lr_steps, lr_values)
+    lrs = np.interp(np.arange(0, last), lr_steps, lr_values)  # (last,): the lr of updates 1..last
     steps, losses = zip(*loss_points)
-    return Curve(path.parent.name or str(path), lrs, np.asarray(steps, dtype=np.int64), np.asarray(losses))
+    return Curve(str(path.parent), lrs, np.asarray(steps, dtype=np.int64), np.asarray(losses))
 
 
 def _pairs(rows: list[dict], column: str, path: Path) -> list[tuple[int, float]]:
@@ -309,6 +312,18 @@ def _pairs(rows: list[dict], column: str, path: Path) -> list[tuple[int, float]]
             except ValueError as error:
                 raise SpeechkitError(f"{path}:{line}: column {column!r} or 'step' is not a number ({error})") from error
     return sorted(values.items())
+
+
+def _smoothed(curve: Curve, window: int) -> Curve:
+    """Trailing moving average of the logged losses over ``window`` points (the first window-1 are dropped)."""
+    if window < 1:
+        raise SpeechkitError(f"--smooth: expected >= 1, got {window}")
+    if window == 1:
+        return curve
+    if len(curve.losses) < window:
+        raise SpeechkitError(f"--smooth: {curve.name} has {len(curve.losses)} losses, fewer than the window {window}")
+    average = np.convolve(curve.losses, np.ones(window) / window, mode="valid")
+    return Curve(curve.name, curve.lrs, curve.steps[window - 1:], average)
 
 
 def _from_step(curve: Curve, min_step: int) -> Curve:
@@ -360,11 +375,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--warmup-steps", type=int, default=0, help="warm-up steps left out of S2")
     parser.add_argument("--min-step", type=int, default=1,
                         help="ignore losses logged before this step (e.g. the warm-up), in the fit and the errors")
+    parser.add_argument("--smooth", type=int, default=1,
+                        help="trailing moving average over this many logged losses before fitting and scoring "
+                             "(per-batch training losses are noisy; default 1 = raw)")
     parser.add_argument("--huber-delta", type=float, default=1e-3)
     parser.add_argument("--plot", default=None, help="write a PNG of data vs law")
     args = parser.parse_args(argv)
-    fitted = [_from_step(read_curve(p, args.lr_column, args.loss_column), args.min_step) for p in args.fit]
-    predicted = [_from_step(read_curve(p, args.lr_column, args.loss_column), args.min_step) for p in args.predict]
+    def load(path: str) -> Curve:
+        return _from_step(_smoothed(read_curve(path, args.lr_column, args.loss_column), args.smooth), args.min_step)
+
+    fitted, predicted = [load(p) for p in args.fit], [load(p) for p in args.predict]
     fit = fit_annealing_law([c.lrs for c in fitted], [c.losses for c in fitted], [c.steps for c in fitted],
                             decay=None if args.fit_decay else args.decay, warmup_steps=args.warmup_steps,
                             huber_delta=args.huber_delta)

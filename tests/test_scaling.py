@@ -109,11 +109,14 @@ def test_nmt_optimal_split_matches_grid_search():
 
 
 def _write_metrics(path, lrs: np.ndarray, losses: np.ndarray, every: int = 10) -> None:
-    """A CSVLogger-style file: lr rows and loss rows on separate lines, logged every `every` steps."""
+    """A CSVLogger-style file: lr rows and loss rows on separate lines, logged every `every` steps.
+
+    As Lightning does: at global step g the lr of the next update (lrs[g]) and the loss after g updates.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     lines = ["epoch,lr-AdamW,step,train_loss"]
     for step in range(0, len(lrs) + 1, every):
-        lr = float(lrs[max(step - 1, 0)])
+        lr = float(lrs[min(step, len(lrs) - 1)])
         lines.append(f"0,{lr!r},{step},")
         if step >= 1:
             lines.append(f"0,,{step},{float(losses[step - 1])!r}")
@@ -132,6 +135,9 @@ def test_cli_fits_csv_logs_predicts_and_plots(tmp_path, capsys):
     predicted = [line for line in out.splitlines() if line.startswith("predict wsd")][0]
     assert float(predicted.split("MAPE ")[1].split("%")[0]) < 0.5
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["--fit", str(tmp_path / "constant/metrics.csv"), "--smooth", "3", "--min-step", "500"]) == 0
+    line = [x for x in capsys.readouterr().out.splitlines() if x.startswith("fit ")][0]
+    assert "over 151 points" in line  # steps 500..2000 every 10 (the window is filled long before step 500)
     with pytest.raises(SpeechkitError, match="no column 'val_loss'"):
         main(["--fit", str(tmp_path / "constant/metrics.csv"), "--loss-column", "val_loss"])
     broken = tmp_path / "broken/metrics.csv"
