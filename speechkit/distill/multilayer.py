@@ -132,7 +132,8 @@ class MultiLayerDistiller(nn.Module):
             if not spec.layer_map:
                 raise SpeechkitError(f"teacher {spec.name!r}: layer_map is empty")
             if not project and spec.dim != student_dim:
-                raise SpeechkitError(f"teacher {spec.name!r}: dim {spec.dim} != student_dim {student_dim} and project=False")
+                raise SpeechkitError(f"teacher {spec.name!r}: dim {spec.dim} != student_dim {student_dim} "
+                                     "and project=False")
             for s in spec.layer_map:
                 key = f"{spec.name}__{s}"
                 self.projections[key] = nn.Linear(student_dim, spec.dim) if project else nn.Identity()

@@ -43,7 +43,8 @@ def squarehead_terms(
     terms = []
     for hs, ht in pairs:
         if hs.shape != ht.shape:
-            raise SpeechkitError(f"student and teacher hidden states differ in shape: {tuple(hs.shape)} vs {tuple(ht.shape)}")
+            raise SpeechkitError(f"student and teacher hidden states differ in shape: "
+                                 f"{tuple(hs.shape)} vs {tuple(ht.shape)}")
         ht = ht.detach().float()
         diff, ref = (hs.float() - ht) ** 2, ht**2
         if mask is not None:

@@ -78,11 +78,13 @@ class LowRankSparseLinear(nn.Module):
             self.bias.copy_(bias)
 
     @classmethod
-    def from_dense(cls, linear: nn.Linear | Tensor, rank: int, n_channels: int, **kwargs: object) -> "LowRankSparseLinear":
+    def from_dense(cls, linear: nn.Linear | Tensor, rank: int, n_channels: int,
+                   **kwargs: object) -> "LowRankSparseLinear":
         """Decompose an ``nn.Linear`` (or a ``(out, in)`` weight) into a LOST layer."""
         weight = linear.weight if isinstance(linear, nn.Linear) else linear
         bias = linear.bias if isinstance(linear, nn.Linear) else None
-        layer = cls(weight.shape[1], weight.shape[0], rank, n_channels, bias=bias is not None, **kwargs)  # type: ignore[arg-type]
+        layer = cls(weight.shape[1], weight.shape[0], rank, n_channels, bias=bias is not None,
+                    **kwargs)  # type: ignore[arg-type]
         layer.init_from(weight.detach(), None if bias is None else bias.detach())
         return layer.to(weight.device)
 

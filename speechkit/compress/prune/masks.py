@@ -53,7 +53,8 @@ def cubic_sparsity(step: int, final: float, initial: float = 0.0, start: int = 0
 
 @dataclass(frozen=True)
 class GradualSchedule:
-    """When and how much to prune: cubic from ``initial`` at ``start`` to ``final`` at ``end``, every ``every`` steps."""
+    """When and how much to prune: cubic from ``initial`` at ``start`` to ``final`` at ``end``, every ``every``
+    steps."""
 
     final: float
     start: int = 0

@@ -34,7 +34,8 @@ class PolicyNet(nn.Module):
 
     def forward(self, weight: Tensor) -> Tensor:
         if weight.shape != (self.r.shape[0], self.proj.in_features):
-            raise SpeechkitError(f"weight must be ({self.r.shape[0]}, {self.proj.in_features}), got {tuple(weight.shape)}")
+            raise SpeechkitError(f"weight must be ({self.r.shape[0]}, {self.proj.in_features}), "
+                                 f"got {tuple(weight.shape)}")
         return torch.sigmoid(self.proj(weight) @ self.r).squeeze(-1)  # (I,)
 
 

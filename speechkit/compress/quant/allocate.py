@@ -43,11 +43,13 @@ def _check(sensitivity: np.ndarray, cost: np.ndarray, budget: float, choices: Se
         raise SpeechkitError("choices must hold at least one bit width")
     levels = sorted({check_bits(int(c), "choices") for c in choices})
     if cost.ndim != 1 or sensitivity.shape[0] != cost.shape[0] or cost.shape[0] == 0:
-        raise SpeechkitError(f"sensitivity and cost must describe the same units, got {sensitivity.shape} and {cost.shape}")
+        raise SpeechkitError(f"sensitivity and cost must describe the same units, "
+                             f"got {sensitivity.shape} and {cost.shape}")
     if np.any(cost <= 0):
         raise SpeechkitError("cost must be positive (weights per unit)")
     if budget < levels[0] - 1e-12:
-        raise SpeechkitError(f"budget={budget} average bits is below the minimum {levels[0]} of choices={tuple(levels)}")
+        raise SpeechkitError(f"budget={budget} average bits is below the minimum {levels[0]} "
+                             f"of choices={tuple(levels)}")
     return levels
 
 
@@ -69,13 +71,15 @@ def _model_loss(sensitivity: np.ndarray, levels: list[int], theta: float) -> np.
     """``(units, choices)`` loss table: given as 2-D, or ``s_i 2^(-theta b)`` from 1-D sensitivities."""
     if sensitivity.ndim == 2:
         if sensitivity.shape[1] != len(levels):
-            raise SpeechkitError(f"a 2-D sensitivity needs one column per choice ({len(levels)}), got {sensitivity.shape[1]}")
+            raise SpeechkitError(f"a 2-D sensitivity needs one column per choice ({len(levels)}), "
+                                 f"got {sensitivity.shape[1]}")
         return sensitivity
     return sensitivity[:, None] * np.exp2(-theta * np.asarray(levels, dtype=float))[None, :]
 
 
 def _repair(index: np.ndarray, loss: np.ndarray, cost: np.ndarray, levels: list[int], limit: float) -> np.ndarray:
-    """Greedy budget repair on choice indices: drop the cheapest-loss bits while over, add the best ones while they fit."""
+    """Greedy budget repair on choice indices: drop the cheapest-loss bits while over budget, then add the best
+    ones while they fit."""
     bits = np.asarray(levels, dtype=float)
     units = np.arange(len(index))
     while (cost * bits[index]).sum() > limit + 1e-9:  # over budget: lower the unit losing least per bit saved
@@ -110,7 +114,8 @@ def _ilp(sensitivity: np.ndarray, cost: np.ndarray, budget: float, levels: list[
     scale = cost.sum()
     result = milp(
         loss.ravel(),
-        constraints=[LinearConstraint(one_each, 1, 1), LinearConstraint(weight[None, :] / scale, -np.inf, budget + 1e-9)],
+        constraints=[LinearConstraint(one_each, 1, 1),
+                     LinearConstraint(weight[None, :] / scale, -np.inf, budget + 1e-9)],
         integrality=np.ones(units * options),
         bounds=Bounds(0, 1),
     )

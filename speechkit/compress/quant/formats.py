@@ -263,7 +263,8 @@ class FakeQuantLinear(torch.nn.Module):
             ``lambda x: mask_float(x, exp_bits=4, man_bits=3)``; ``None`` leaves it.
     """
 
-    def __init__(self, linear: torch.nn.Linear, weight_fn: TensorFn | None = None, input_fn: TensorFn | None = None) -> None:
+    def __init__(self, linear: torch.nn.Linear, weight_fn: TensorFn | None = None,
+                 input_fn: TensorFn | None = None) -> None:
         super().__init__()
         self.linear, self.weight_fn, self.input_fn = linear, weight_fn, input_fn
 

@@ -90,7 +90,8 @@ def inverse_hessian_cholesky(hessian: Tensor, weight: Tensor, percdamp: float = 
 ColumnQuantizer = Callable[[Tensor, int, Callable[[], Tensor]], Tensor]
 
 
-def obs_quantize(weight: Tensor, u: Tensor, quantize_column: ColumnQuantizer, blocksize: int = 128) -> tuple[Tensor, Tensor]:
+def obs_quantize(weight: Tensor, u: Tensor, quantize_column: ColumnQuantizer,
+                 blocksize: int = 128) -> tuple[Tensor, Tensor]:
     """GPTQ's lazy-batch OBS loop with any column quantizer; returns the new weight and per-column losses.
 
     Args:
@@ -223,13 +224,16 @@ def gptq_baq(
     return q, bits
 
 
-def collect_hessians(model: nn.Module, targets: str | Sequence[str], calibrate: Callable[[nn.Module], None]) -> dict[str, HessianAccumulator]:
-    """Run ``calibrate(model)`` (forward passes over calibration data) and accumulate each matched Linear's input Hessian."""
+def collect_hessians(model: nn.Module, targets: str | Sequence[str],
+                     calibrate: Callable[[nn.Module], None]) -> dict[str, HessianAccumulator]:
+    """Run ``calibrate(model)`` (forward passes over calibration data), accumulating each matched Linear's input
+    Hessian."""
     from speechkit.compress.prune.masks import find_linears
 
     linears = find_linears(model, targets)
     hessians = {name: HessianAccumulator(m.in_features) for name, m in linears.items()}
-    handles = [m.register_forward_pre_hook(lambda _, args, n=name: hessians[n].add(args[0])) for name, m in linears.items()]
+    handles = [m.register_forward_pre_hook(lambda _, args, n=name: hessians[n].add(args[0]))
+               for name, m in linears.items()]
     try:
         with torch.no_grad():
             calibrate(model)

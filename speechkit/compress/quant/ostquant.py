@@ -31,7 +31,8 @@ def random_orthogonal(dim: int, generator: torch.Generator | None = None) -> Ten
 
 
 class LearnableOrthogonal(nn.Module):
-    """``O = O_0 Q(A)`` with ``A = P - P^T`` skew-symmetric, ``Q`` Cayley or matrix exponential; ``O = O_0`` at start."""
+    """``O = O_0 Q(A)`` with ``A = P - P^T`` skew-symmetric, ``Q`` Cayley or matrix exponential; ``O = O_0`` at
+    start."""
 
     def __init__(self, dim: int, parametrisation: Parametrisation = "cayley", init: Tensor | None = None) -> None:
         super().__init__()

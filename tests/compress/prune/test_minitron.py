@@ -66,7 +66,8 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, t, _ = x.shape
-        q, k, v = (p(x).reshape(b, t, self.num_heads, -1).transpose(1, 2) for p in (self.q_proj, self.k_proj, self.v_proj))
+        projections = (self.q_proj, self.k_proj, self.v_proj)
+        q, k, v = (p(x).reshape(b, t, self.num_heads, -1).transpose(1, 2) for p in projections)
         out = torch.softmax(q @ k.transpose(-1, -2), -1) @ v  # (B, H, T, Dh)
         return self.out_proj(out.transpose(1, 2).reshape(b, t, -1))
 

@@ -5,7 +5,13 @@ from torch import nn
 from speechkit.compress.prune.magnitude import magnitude_prune
 from speechkit.compress.prune.sparsegpt import sparsegpt
 from speechkit.compress.quant.formats import FakeQuantLinear, fake_quant_float, mask_float
-from speechkit.compress.quant.gptq import HessianAccumulator, collect_hessians, compress_linears, gptq, layer_input_hessian
+from speechkit.compress.quant.gptq import (
+    HessianAccumulator,
+    collect_hessians,
+    compress_linears,
+    gptq,
+    layer_input_hessian,
+)
 from speechkit.compress.quant.rtn import quantize_rtn, quantize_weights
 from speechkit.errors import SpeechkitError
 
@@ -60,10 +66,10 @@ def test_fake_quant_linear_forward_and_straight_through_gradient() -> None:
     wrapped = FakeQuantLinear(linear, weight_fn=lambda w: fake_quant_float(w, "e4m3", "channel"),
                               input_fn=lambda x: mask_float(x, exp_bits=4, man_bits=3))
     x = torch.randn(5, 8, requires_grad=True)
-    expected = mask_float(x.detach(), 4, 3) @ fake_quant_float(linear.weight.detach(), "e4m3", "channel").T + linear.bias
+    w_q = fake_quant_float(linear.weight.detach(), "e4m3", "channel")
+    expected = mask_float(x.detach(), 4, 3) @ w_q.T + linear.bias
     out = wrapped(x)
     assert torch.allclose(out, expected, atol=1e-6)
     out.sum().backward()
-    w_q = fake_quant_float(linear.weight.detach(), "e4m3", "channel")
     assert torch.allclose(x.grad, w_q.sum(0).expand(5, 8))  # STE through the input rounding: d/dx of x W_q^T
     assert linear.weight.grad is not None

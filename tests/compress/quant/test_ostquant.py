@@ -15,7 +15,8 @@ from speechkit.losses.kl_top import kl_top
 
 def _random_transform(dim: int, seed: int, parametrisation: str = "cayley") -> OrthoScale:
     g = torch.Generator().manual_seed(seed)
-    t = OrthoScale(dim, parametrisation=parametrisation, init_rotation=random_orthogonal(dim, g))  # type: ignore[arg-type]
+    rotation = random_orthogonal(dim, g)
+    t = OrthoScale(dim, parametrisation=parametrisation, init_rotation=rotation)  # type: ignore[arg-type]
     with torch.no_grad():
         t.rotation.generator.normal_(0, 0.3, generator=g)
         t.log_scale.normal_(0, 0.5, generator=g)

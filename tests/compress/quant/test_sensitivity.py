@@ -39,7 +39,8 @@ def test_qbert_ranks_the_layer_with_scaled_loss_higher() -> None:
 def test_cca_score_zero_for_identical_or_linearly_related_outputs() -> None:
     a = torch.randn(200, 5, generator=torch.Generator().manual_seed(0))
     assert cca_score(a, a) == pytest.approx(0.0, abs=1e-9)
-    assert cca_score(a, a @ torch.randn(5, 5, generator=torch.Generator().manual_seed(2)) + 3) == pytest.approx(0.0, abs=1e-9)
+    mixed = a @ torch.randn(5, 5, generator=torch.Generator().manual_seed(2)) + 3
+    assert cca_score(a, mixed) == pytest.approx(0.0, abs=1e-9)
     noisy = fake_quant_int(a, 2)
     assert 0 < cca_score(a, noisy) < 1
     assert torch.all(canonical_correlations(a, torch.randn(200, 5)) < 0.5)
