@@ -132,7 +132,7 @@ def test_cli_fits_csv_logs_predicts_and_plots(tmp_path, capsys):
                  "--predict", str(tmp_path / "wsd/metrics.csv"), "--warmup-steps", str(WARMUP),
                  "--plot", str(plot)]) == 0
     out = capsys.readouterr().out
-    predicted = [line for line in out.splitlines() if line.startswith("predict wsd")][0]
+    predicted = [line for line in out.splitlines() if line.startswith("predict ") and "wsd:" in line][0]
     assert float(predicted.split("MAPE ")[1].split("%")[0]) < 0.5
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert main(["--fit", str(tmp_path / "constant/metrics.csv"), "--smooth", "3", "--min-step", "500"]) == 0
