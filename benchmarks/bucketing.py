@@ -12,10 +12,11 @@ for the same corpus, batch size and seed, batched four ways:
 Corpora: ``lognormal`` (synthetic, Common-Voice-shaped: log-normal durations with median 4.5 s clipped to 1-20 s,
 tokens ~ Poisson(rate x duration) with a per-speaker rate around 14 characters/s) and ``fsdd`` (the real FSDD
 train split, durations read from the WAV headers by ``speechkit.data.corpora.fsdd``; tokens = characters of
-the digit word). Not here: the synthesized-sentence corpus and the data-pipeline throughput (issue 5 item 5),
-which need the data module.
+the digit word); and any prepared cut manifest given with ``--cuts NAME=PATH`` (e.g. a corpus synthesized by
+``speechkit prepare synthetic``; tokens = characters of the transcript). Not here: the samples/second of the data
+pipeline (issue 5 item 5), which needs the data module.
 
-    python benchmarks/bucketing.py --json bucketing.json [--corpus lognormal fsdd] [--batch-size 32]
+    python benchmarks/bucketing.py --json bucketing.json [--corpus lognormal fsdd] [--cuts synth=cuts_train.jsonl.gz]
 """
 
 from __future__ import annotations
@@ -69,6 +70,11 @@ def fsdd_corpus(data_dir: Path) -> CutSet:
     return with_num_tokens(cuts, char_token_counter).to_eager()
 
 
+def manifest_corpus(path: str) -> CutSet:
+    """A prepared cut manifest with character token counts."""
+    return with_num_tokens(CutSet.from_file(path), char_token_counter).to_eager()
+
+
 def sampled_batches(cuts: CutSet, bins: list, batch_size: int, max_tps: list | None, seed: int) -> tuple[list, int]:
     """Every batch of one epoch of ``DynamicBucketingSampler`` with a fixed batch size; and the cuts dropped."""
     constraint = build_constraint(bins, [batch_size] * len(bins), strict=True, max_tps=max_tps)
@@ -111,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", required=True, help="output JSON path")
     parser.add_argument("--corpus", nargs="+", choices=["lognormal", "fsdd"], default=["lognormal", "fsdd"])
+    parser.add_argument("--cuts", nargs="*", default=[], metavar="NAME=PATH", help="extra cut manifests")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--num-buckets", type=int, default=10)
     parser.add_argument("--num-subbuckets", type=int, default=3)
@@ -123,6 +130,12 @@ def main(argv: list[str] | None = None) -> int:
     for corpus in args.corpus:
         cuts = lognormal_corpus(args.num_cuts, args.seed) if corpus == "lognormal" else fsdd_corpus(Path(args.data_dir))
         results[corpus] = measure(cuts, args.batch_size, args.num_buckets, args.num_subbuckets, args.seed)
+    for named in args.cuts:
+        name, _, path = named.partition("=")
+        if not name or not path:
+            parser.error(f"--cuts {named!r}: expected NAME=PATH")
+        results[name] = measure(manifest_corpus(path), args.batch_size, args.num_buckets, args.num_subbuckets,
+                                args.seed)
     settings = {k: getattr(args, k) for k in ("batch_size", "num_buckets", "num_subbuckets", "num_cuts", "seed")}
     Path(args.json).write_text(json.dumps({"settings": settings, "results": results}, indent=2))
     print(table(results))

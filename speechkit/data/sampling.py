@@ -403,9 +403,10 @@ class FixedBucketBatchSizeConstraint2D(FixedBucketBatchSizeConstraint):
 
     NeMo ``FixedBucketBatchSizeConstraint2D`` (``speech.md`` 2(a)): ``measure_length`` gives
     ``(duration, num_tokens)`` for 2-D bins (tokens from ``cut.custom["num_tokens"]`` or ``token_counter``) and
-    ``select_bucket`` calls :func:`find_smallest_bucket`. Use with ``DynamicBucketingSampler(cuts,
-    constraint=c, duration_bins=c.max_seq_len_buckets)`` and filter the sampler with :class:`BucketFilter`, which
-    drops and counts the cuts ``select_bucket`` has no bucket for (the sampler itself would fail on them).
+    ``select_bucket`` calls :func:`find_smallest_bucket`. Build the sampler with :func:`fixed_batch_sampler`:
+    ``DynamicBucketingSampler`` must get ``duration_bins=c.max_seq_len_buckets`` (with ``None`` it would estimate
+    1-D bins through this constraint and fail on the tuples) and a :class:`BucketFilter`, which drops and counts
+    the cuts ``select_bucket`` has no bucket for (the sampler itself would fail on them).
 
     Attributes:
         max_seq_len_buckets: bins (inherited name); 2-D bins are stored as tuples.
@@ -453,7 +454,7 @@ class BucketFilter:
     """Sampler predicate (``sampler.filter(BucketFilter(constraint))``): keeps a cut iff the constraint has a
     bucket for it; counts, logs and remembers the first few of the others.
 
-    The counts live in the process that iterates the sampler (the main process, or each data-loader worker when
+    Counts accumulate over epochs. They live in the process that iterates the sampler (the main process, or each data-loader worker when
     the sampler runs inside workers). The sampler's own ``get_report()`` counts the same cuts as discarded.
     """
 
