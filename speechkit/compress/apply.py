@@ -1,0 +1,435 @@
+"""``speechkit compress``: prune or quantize a Whisper checkpoint, then measure WER, size and CPU decode speed.
+
+One configured method is applied to the ``nn.Linear`` weights matched by ``targets`` (default: every linear of the
+encoder and decoder blocks; the conv stem, embeddings / tied output projection and norms stay float32):
+
+* ``magnitude`` / ``sparsegpt`` at ``sparsity`` (per layer; SparseGPT calibrated, Frantar & Alistarh 2023);
+* ``rtn`` / ``gptq`` at ``bits`` with ``group_size`` (GPTQ, Frantar et al. 2023, Alg. 1);
+* ``baq``: per-column bits at ``avg_bits`` average by BAQ's closed form inside GPTQ (Zhang et al. 2025);
+* ``qbert``: per-block bits at ``avg_bits`` average ranked by Q-BERT's Hessian spectrum ``|mean l| + std l``
+  (Shen et al. 2020), each block then quantized by ``quantizer`` (RTN or GPTQ);
+* ``fp8`` / ``fp4``: minifloat weights (E4M3 / E5M2 / E2M1) with a per-``float_scale`` scale.
+
+Every quantizer is simulated (fake-quant: weights are dequantized to float32), so the saved folder is a normal
+Whisper and decode speed on CPU measures dense float32 GEMMs; speed changes only when shapes change.
+The size report therefore gives the dense file as saved and a *counted* compressed size (see ``weight_bits``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import torch
+from lhotse import CutSet
+from torch import Tensor, nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+from speechkit.compress.prune import find_linears, magnitude_prune, sparsegpt
+from speechkit.compress.prune.magnitude import check_sparsity
+from speechkit.compress.quant import (
+    allocate_bits,
+    check_bits,
+    check_group_size,
+    compress_linears,
+    fake_quant_float,
+    gptq,
+    gptq_baq,
+    quantize_rtn,
+    quantize_weights,
+)
+from speechkit.errors import SpeechkitError
+
+METHODS = ("none", "magnitude", "sparsegpt", "rtn", "gptq", "baq", "qbert", "fp8", "fp4")
+FLOAT_FORMATS = {"fp8": ("e4m3", "e5m2"), "fp4": ("e2m1",)}
+DEFAULT_TARGETS = ("model.encoder.layers.*", "model.decoder.layers.*")
+SCALE_BITS = 16  # one fp16 scale (and one fp16 zero point for INT grids) per group / row, as GPTQ stores them
+
+
+@dataclass
+class CompressConfig:
+    """What to compress and how to measure it (``speechkit compress --help`` lists the same options).
+
+    Args:
+        model: ``ct2:tiny.en``, a Hugging Face Whisper folder, or a ``WhisperFinetune`` / ``WhisperDistill`` .ckpt.
+        method: one of ``METHODS``.
+        eval_cuts: cut manifest WER and speed are measured on.
+        out_dir: where the compressed Hugging Face folder and ``report.json`` go.
+        calib_cuts: manifest of calibration utterances (default: ``eval_cuts``; prefer the training split).
+        num_calib: calibration utterances (the first N of ``calib_cuts``).
+        num_eval: evaluate on the first N of ``eval_cuts`` only (``None`` = all).
+        sparsity: fraction of each target weight set to 0, in [0, 1).
+        bits: INT bit width (``rtn`` / ``gptq``), in [2, 16].
+        group_size: inputs sharing one scale (``None`` = one per output row); must divide every target's row.
+        avg_bits: average-bits budget of ``baq`` / ``qbert``.
+        choices: bit widths ``qbert`` may give a block (``baq`` uses 2..8).
+        quantizer: how ``qbert`` quantizes a block at its allocated width.
+        float_format: ``e4m3`` / ``e5m2`` for ``fp8`` (default e4m3), ``e2m1`` for ``fp4``.
+        float_scale: scale granularity of ``fp8`` / ``fp4`` (``group`` uses ``group_size``, default 32).
+        targets: glob patterns of ``nn.Linear`` names to compress.
+        sequential: GPTQ / SparseGPT calibrate each layer after the earlier ones were compressed.
+        qbert_batches: calibration batches for the Q-BERT eigenvalues; ``qbert_iters``: power iterations.
+        batch_size: utterances per decoding / calibration batch.
+        pad_to_30s: override the task's input padding (stock Whisper: ``True``).
+        max_new_tokens: override the decoding length limit.
+        threads: torch CPU threads (0 = torch's default).
+        skip_before: do not evaluate the uncompressed model.
+    """
+
+    model: str
+    method: str
+    eval_cuts: str
+    out_dir: str
+    calib_cuts: Optional[str] = None
+    num_calib: int = 32
+    num_eval: Optional[int] = None
+    sparsity: float = 0.5
+    bits: int = 4
+    group_size: Optional[int] = None
+    avg_bits: float = 4.0
+    choices: tuple[int, ...] = (2, 3, 4, 8)
+    quantizer: str = "rtn"
+    float_format: Optional[str] = None
+    float_scale: str = "channel"
+    targets: tuple[str, ...] = DEFAULT_TARGETS
+    sequential: bool = True
+    qbert_batches: int = 1
+    qbert_iters: int = 10
+    batch_size: int = 16
+    pad_to_30s: Optional[bool] = None
+    max_new_tokens: Optional[int] = None
+    threads: int = 0
+    skip_before: bool = False
+    extra: dict = field(default_factory=dict)
+
+    def validate(self) -> None:
+        """Raise ``SpeechkitError`` naming the first bad option (before any model is loaded)."""
+        if self.method not in METHODS:
+            raise SpeechkitError(f"method {self.method!r}: expected one of {', '.join(METHODS)}")
+        check_sparsity(self.sparsity)
+        check_bits(self.bits)
+        for choice in self.choices:
+            check_bits(int(choice), "choices")
+        if self.method in ("baq", "qbert") and not min(self.choices) <= self.avg_bits <= 16:
+            raise SpeechkitError(f"avg_bits={self.avg_bits} must be in [{min(self.choices)}, 16]")
+        if self.quantizer not in ("rtn", "gptq"):
+            raise SpeechkitError(f"quantizer {self.quantizer!r}: expected rtn or gptq")
+        if self.method in FLOAT_FORMATS:
+            self.float_format = self.float_format or FLOAT_FORMATS[self.method][0]
+            if self.float_format not in FLOAT_FORMATS[self.method]:
+                raise SpeechkitError(f"float_format {self.float_format!r}: {self.method} takes "
+                                     f"{', '.join(FLOAT_FORMATS[self.method])}")
+        if self.float_scale not in ("none", "tensor", "channel", "group"):
+            raise SpeechkitError(f"float_scale {self.float_scale!r}: expected none, tensor, channel or group")
+        for name in ("num_calib", "batch_size", "qbert_batches", "qbert_iters"):
+            if getattr(self, name) < 1:
+                raise SpeechkitError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.num_eval is not None and self.num_eval < 1:
+            raise SpeechkitError(f"num_eval must be at least 1, got {self.num_eval}")
+
+
+# ------------------------------------------------------------------ model and data
+def load_task(model: str, pad_to_30s: Optional[bool] = None, max_new_tokens: Optional[int] = None):
+    """A ``WhisperFinetune`` (or ``WhisperDistill`` for a distilled checkpoint) in eval mode on CPU."""
+    from speechkit.tasks.whisper_finetune import WhisperFinetune
+
+    overrides = {k: v for k, v in (("pad_to_30s", pad_to_30s), ("max_new_tokens", max_new_tokens)) if v is not None}
+    if model.endswith(".ckpt"):
+        if not Path(model).is_file():
+            raise SpeechkitError(f"model {model}: no such checkpoint")
+        checkpoint = torch.load(model, map_location="cpu", weights_only=False)
+        cls = WhisperFinetune
+        if "speechkit_surgery" in checkpoint:  # a student of WhisperDistill: rebuild its shrunk shapes
+            from speechkit.tasks.whisper_distill import WhisperDistill as cls  # noqa: N813
+        task = cls.load_from_checkpoint(model, map_location="cpu", **overrides)
+    else:
+        task = WhisperFinetune(model_name_or_path=model, **overrides)
+    return task.eval()
+
+
+def first_cuts(manifest: str, n: Optional[int], out: Path, name: str) -> str:
+    """Path of a manifest holding the first ``n`` cuts of ``manifest`` (written under ``out``); all when ``None``."""
+    from speechkit.data.datamodule import load_cuts
+
+    cuts = load_cuts(manifest, name)
+    if n is None:
+        return manifest
+    subset = CutSet.from_cuts(list(cuts.subset(first=n)))
+    path = out / f"{name}_first{n}.jsonl.gz"
+    subset.to_file(path)
+    return str(path)
+
+
+def batches(task, manifest: str, batch_size: int) -> list:
+    """Static batches of ``manifest`` with the task's token ids (test-split loader of ``SpeechDataModule``)."""
+    from speechkit.data import SpeechDataModule
+    from speechkit.data.config import DataConfig
+
+    data = SpeechDataModule(config=DataConfig(test_cuts=manifest, val_batch_size=batch_size))
+    data.tokenizer, data.pad_token_id = task.tokenize, task.pad_token_id
+    return list(data.test_dataloader())
+
+
+@torch.no_grad()
+def evaluate(task, eval_batches: list) -> dict[str, float]:
+    """Greedy WER (normalized and raw) and decode speed (audio seconds per wall second of ``transcribe``)."""
+    from speechkit.metrics.stateful import WERMetric
+
+    metric = WERMetric(language=task._metric_language(task.hparams.language))
+    audio, wall = 0.0, 0.0
+    for batch in eval_batches:
+        start = time.perf_counter()
+        hyps = task.transcribe(batch)
+        wall += time.perf_counter() - start
+        audio += float(batch.durations.sum())
+        metric.update(batch.texts, hyps)
+    scores = {name: float(value) for name, value in metric.compute().items()}
+    return {**scores, "audio_s": audio, "decode_wall_s": wall, "speed_x": audio / max(wall, 1e-9)}
+
+
+# ------------------------------------------------------------------ methods
+Compressor = Callable[[Tensor, object], Tensor]  # (weight, Hessian accumulator) -> new weight
+
+
+def _calibrate(task, calib: list) -> Callable[[nn.Module], None]:
+    """Teacher-forced forward passes of the task over the calibration batches (the Hessian hooks see them)."""
+    return lambda _model: [task(batch) for batch in calib]
+
+
+def _group_units(weight: Tensor, group_size: Optional[int]) -> int:
+    return weight.numel() // check_group_size(group_size, weight.shape[1])
+
+
+def apply_method(task, cfg: CompressConfig, calib: list) -> dict[str, float]:
+    """Compress ``task.model`` in place; returns the counted bits of every target weight (see ``weight_bits``)."""
+    model, targets, method = task.model, list(cfg.targets), cfg.method
+    linears = find_linears(model, targets)  # fails early, naming a pattern that matches nothing
+    if method == "none":
+        return {name: 32.0 * m.weight.numel() for name, m in linears.items()}
+    if method in ("magnitude", "sparsegpt"):
+        if method == "magnitude":
+            quantize_weights(model, targets, lambda w: magnitude_prune(w, cfg.sparsity))
+        else:
+            compress_linears(model, targets, _calibrate(task, calib), lambda w, h: sparsegpt(w, h, cfg.sparsity),
+                             cfg.sequential)
+        return {name: sparse_bits(m.weight) for name, m in linears.items()}
+    if method in ("rtn", "gptq"):
+        for m in linears.values():
+            check_group_size(cfg.group_size, m.in_features)
+        if method == "rtn":
+            quantize_weights(model, targets, lambda w: quantize_rtn(w, cfg.bits, cfg.group_size))
+        else:
+            compress_linears(model, targets, _calibrate(task, calib), lambda w, h: gptq(w, h, cfg.bits, cfg.group_size),
+                             cfg.sequential)
+        return {name: int_bits(m.weight, cfg.bits, cfg.group_size) for name, m in linears.items()}
+    if method == "baq":
+        return _baq(task, cfg, calib, linears)
+    if method == "qbert":
+        return _qbert(task, cfg, calib, linears)
+    return _minifloat(model, cfg, linears)
+
+
+def _baq(task, cfg: CompressConfig, calib: list, linears: dict[str, nn.Linear]) -> dict[str, float]:
+    """BAQ inside each layer: per-column widths whose weighted mean is at most ``avg_bits``."""
+    columns: dict[str, Tensor] = {}
+
+    def compress(weight: Tensor, hessian) -> Tensor:
+        q, bits = gptq_baq(weight, hessian, cfg.avg_bits)
+        columns[_name_of(linears, weight)] = bits
+        return q
+
+    compress_linears(task.model, list(linears), _calibrate(task, calib), compress, cfg.sequential)
+    # one (scale, zero) per row, shared by every column width (gptq_with_losses' BAQ grid)
+    return {name: float(columns[name].sum()) * m.out_features + 2 * SCALE_BITS * m.out_features
+            for name, m in linears.items()}
+
+
+def _name_of(linears: dict[str, nn.Linear], weight: Tensor) -> str:
+    """The target whose weight ``compress_linears`` handed over (a detached view of the same storage)."""
+    for name, m in linears.items():
+        if m.weight.data_ptr() == weight.data_ptr():
+            return name
+    raise SpeechkitError("internal: compressed weight matches no target")
+
+
+def _blocks(linears: dict[str, nn.Linear]) -> dict[str, list[str]]:
+    """Group target linears by transformer block (``model.decoder.layers.3``); a linear outside a block is its own."""
+    groups: dict[str, list[str]] = {}
+    for name in linears:
+        parts = name.split(".")
+        key = ".".join(parts[: parts.index("layers") + 2]) if "layers" in parts[:-1] else name
+        groups.setdefault(key, []).append(name)
+    return groups
+
+
+def _qbert(task, cfg: CompressConfig, calib: list, linears: dict[str, nn.Linear]) -> dict[str, float]:
+    """Q-BERT: block sensitivity ``Omega = |mean lambda| + std lambda`` (all parameters of the block), rank
+    allocation within ``avg_bits`` (cost = the block's target weights), then each block quantized at its width."""
+    from speechkit.compress.quant import qbert_sensitivity
+
+    blocks = _blocks(linears)  # block module name -> its target linears
+    with sdpa_kernel([SDPBackend.MATH]):  # the fused CPU attention kernels have no double backward (HVP)
+        omega = qbert_sensitivity(task.model, lambda _m, batch: task(batch), calib[: cfg.qbert_batches],
+                                  list(blocks), iters=cfg.qbert_iters)
+    cost = [sum(linears[n].weight.numel() for n in names) for names in blocks.values()]
+    bits = [int(b) for b in allocate_bits(omega, cost, cfg.avg_bits, method="qbert", choices=cfg.choices).tolist()]
+    cfg.extra.update(block_bits=dict(zip(blocks, bits)), block_omega=dict(zip(blocks, omega.tolist())))
+    for names, b in zip(blocks.values(), bits):
+        if cfg.quantizer == "rtn":
+            quantize_weights(task.model, names, lambda w, b=b: quantize_rtn(w, b, cfg.group_size))
+        else:
+            compress_linears(task.model, names, _calibrate(task, calib),
+                             lambda w, h, b=b: gptq(w, h, b, cfg.group_size), cfg.sequential)
+    width = {n: b for names, b in zip(blocks.values(), bits) for n in names}
+    return {n: int_bits(m.weight, width[n], cfg.group_size) for n, m in linears.items()}
+
+
+def _minifloat(model: nn.Module, cfg: CompressConfig, linears: dict[str, nn.Linear]) -> dict[str, float]:
+    fmt, granularity = cfg.float_format, cfg.float_scale
+    group = cfg.group_size or 32 if granularity == "group" else None
+    quantize_weights(model, list(cfg.targets), lambda w: fake_quant_float(w, fmt, granularity, group))
+    width = 8 if cfg.method == "fp8" else 4
+    scales = {"none": lambda m: 0, "tensor": lambda m: 1, "channel": lambda m: m.out_features,
+              "group": lambda m: m.weight.numel() // check_group_size(group, m.in_features)}[granularity]
+    return {name: float(width * m.weight.numel() + SCALE_BITS * scales(m)) for name, m in linears.items()}
+
+
+# ------------------------------------------------------------------ size accounting
+def int_bits(weight: Tensor, bits: int, group_size: Optional[int]) -> float:
+    """INT-k weight: ``bits`` per weight + an fp16 scale and an fp16 zero point per group (or row)."""
+    return float(bits * weight.numel() + 2 * SCALE_BITS * _group_units(weight, group_size))
+
+
+def sparse_bits(weight: Tensor) -> float:
+    """Sparse float32 weight: 32 bits per nonzero + the cheaper index: a 1-bit-per-entry bitmap, or CSR with
+    16-bit column indices and 32-bit row pointers."""
+    nonzero = int(torch.count_nonzero(weight))
+    bitmap = weight.numel()
+    csr = 16 * nonzero + 32 * (weight.shape[0] + 1)
+    return float(32 * nonzero + min(bitmap, csr))
+
+
+def size_report(model: nn.Module, target_bits: dict[str, float], folder: Path) -> dict[str, float]:
+    """Parameters, nonzeros, the dense file on disk and the counted compressed size (targets by their
+    representation, every other parameter and buffer at its stored width)."""
+    params = dict(model.named_parameters())
+    target_weights = {f"{name}.weight" for name in target_bits}
+    other_bits = sum(p.numel() * p.element_size() * 8 for n, p in params.items() if n not in target_weights)
+    files = [f for f in folder.glob("*.safetensors")] + [f for f in folder.glob("*.bin")]
+    total = sum(p.numel() for p in params.values())
+    targeted = sum(params[n].numel() for n in target_weights)
+    target_zeros = sum(int((params[n] == 0).sum()) for n in target_weights)
+    return {
+        "parameters": total,
+        "nonzero_parameters": sum(int(torch.count_nonzero(p)) for p in params.values()),
+        "target_parameters": targeted,
+        "target_sparsity": target_zeros / max(targeted, 1),
+        "dense_file_bytes": sum(f.stat().st_size for f in files),
+        "compressed_bytes": (other_bits + sum(target_bits.values())) / 8,
+        "target_bits_per_weight": sum(target_bits.values()) / max(targeted, 1),
+    }
+
+
+# ------------------------------------------------------------------ driver
+def compress(cfg: CompressConfig) -> dict:
+    """Evaluate, compress, save, evaluate again; returns the report (also written to ``out_dir/report.json``)."""
+    cfg.validate()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    eval_manifest = first_cuts(cfg.eval_cuts, cfg.num_eval, out, "eval_cuts")
+    calib_manifest = first_cuts(cfg.calib_cuts or cfg.eval_cuts, cfg.num_calib, out, "calib_cuts")
+    task = load_task(cfg.model, cfg.pad_to_30s, cfg.max_new_tokens)
+    find_linears(task.model, list(cfg.targets))  # a pattern that matches nothing fails before any decoding
+    eval_batches = batches(task, eval_manifest, cfg.batch_size)
+    report: dict = {"config": None, "before": None}
+    if not cfg.skip_before:
+        report["before"] = {**evaluate(task, eval_batches), **_dense_size(task, out / "uncompressed")}
+    start = time.perf_counter()
+    target_bits = apply_method(task, cfg, batches(task, calib_manifest, cfg.batch_size))
+    compress_s = time.perf_counter() - start
+    folder = _save(task, out / "model")
+    report["after"] = {**evaluate(task, eval_batches), **size_report(task.model, target_bits, folder),
+                       "compress_s": compress_s}
+    report["config"] = asdict(cfg)
+    report["counting"] = ("compressed_bytes: targets as stored by the method (INT-k: k bits/weight + fp16 scale and "
+                          "zero per group; sparse: fp32 nonzeros + min(bitmap, CSR 16-bit indices); FP8/FP4: 8/4 "
+                          "bits + fp16 scale per unit); everything else at its float32 width")
+    (out / "report.json").write_text(json.dumps(report, indent=2))
+    return report
+
+
+def _save(task, folder: Path) -> Path:
+    from speechkit.models.adaptation import export
+
+    return export(task.model, task.tokenizer, task.feature_extractor, task.generation_config, folder, merge_lora=True)
+
+
+def _dense_size(task, folder: Path) -> dict[str, float]:
+    """Size of the uncompressed model: every parameter at its stored width (``compressed_bytes`` = the raw size)."""
+    report = size_report(task.model, {}, _save(task, folder))
+    report.pop("target_bits_per_weight")
+    return report
+
+
+def format_table(report: dict) -> str:
+    """A plain-text table of the before / after rows."""
+    header = f"{'':<8} {'WER':>7} {'WER raw':>8} {'params':>11} {'nonzero':>11} {'file MB':>8} {'counted MB':>10} " \
+             f"{'x realtime':>10}"
+    lines = [header]
+    for row in ("before", "after"):
+        r = report.get(row)
+        if r is None:
+            continue
+        lines.append(f"{row:<8} {r['wer']:>7.4f} {r['wer_raw']:>8.4f} {r['parameters']:>11,} "
+                     f"{r['nonzero_parameters']:>11,} {r['dense_file_bytes'] / 1e6:>8.2f} "
+                     f"{r['compressed_bytes'] / 1e6:>10.2f} {r['speed_x']:>10.2f}")
+    return "\n".join(lines)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="speechkit compress", description=__doc__.split("\n")[0])
+    p.add_argument("--model", required=True, help="ct2:tiny.en, a Hugging Face folder or a .ckpt")
+    p.add_argument("--method", required=True, help=", ".join(METHODS))
+    p.add_argument("--eval-cuts", required=True, help="cut manifest to measure WER and speed on")
+    p.add_argument("--out", required=True, dest="out_dir", help="output folder (model/, report.json)")
+    p.add_argument("--calib-cuts", help="calibration manifest (default: --eval-cuts)")
+    p.add_argument("--num-calib", type=int, default=32)
+    p.add_argument("--num-eval", type=int, help="first N utterances of --eval-cuts only")
+    p.add_argument("--sparsity", type=float, default=0.5)
+    p.add_argument("--bits", type=int, default=4)
+    p.add_argument("--group-size", type=int, help="inputs per scale (default: one per row)")
+    p.add_argument("--avg-bits", type=float, default=4.0)
+    p.add_argument("--choices", type=int, nargs="+", default=[2, 3, 4, 8])
+    p.add_argument("--quantizer", default="rtn", help="rtn or gptq (qbert)")
+    p.add_argument("--float-format", help="e4m3 / e5m2 (fp8), e2m1 (fp4)")
+    p.add_argument("--float-scale", default="channel", help="none, tensor, channel or group")
+    p.add_argument("--targets", nargs="+", default=list(DEFAULT_TARGETS), help="glob patterns of nn.Linear names")
+    p.add_argument("--one-pass", dest="sequential", action="store_false",
+                   help="calibrate every layer on the uncompressed model (faster, less accurate)")
+    p.add_argument("--qbert-batches", type=int, default=1)
+    p.add_argument("--qbert-iters", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--pad-to-30s", dest="pad_to_30s", action="store_true", default=None)
+    p.add_argument("--no-pad-to-30s", dest="pad_to_30s", action="store_false")
+    p.add_argument("--max-new-tokens", type=int)
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--skip-before", action="store_true")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``speechkit compress``: prints the table and writes ``<out>/report.json``."""
+    args = vars(_parser().parse_args(argv))
+    args["choices"], args["targets"] = tuple(args["choices"]), tuple(args["targets"])
+    report = compress(CompressConfig(**args))
+    print(format_table(report))
+    print(f"target sparsity {report['after']['target_sparsity']:.4f}, "
+          f"{report['after']['target_bits_per_weight']:.3f} counted bits per target weight")
+    print(f"wrote {Path(args['out_dir']) / 'report.json'}")
+    return 0
