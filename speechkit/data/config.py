@@ -32,6 +32,8 @@ class DataConfig:
         num_buckets: duration buckets, when ``bucket_duration_bins`` is not given (bins are then estimated).
         bucket_duration_bins: 1-D ``[d1, d2, ...]`` or 2-D ``[[d, tokens], ...]`` bins (``speechkit bins``).
         bucket_batch_size: fixed batch size per bucket (``speechkit batch-sizes``); requires bins.
+        bucket_max_tps: 2-D only: the largest tokens-per-second of each bucket (from ``speechkit bins``); strict
+            assignment drops a cut above its bucket's value (counted and reported).
         bucketing_2d_strict: 2-D assignment: strict (the duration block first) or lenient (first bucket that fits).
         num_cuts_for_bins_estimate: cuts read to estimate bins.
         shuffle: shuffle training cuts.
@@ -67,6 +69,7 @@ class DataConfig:
     num_buckets: int = 10
     bucket_duration_bins: Optional[Union[list[float], list[list[float]]]] = None
     bucket_batch_size: Optional[list[int]] = None
+    bucket_max_tps: Optional[list[float]] = None
     bucketing_2d_strict: bool = True
     num_cuts_for_bins_estimate: int = 10000
     shuffle: bool = True

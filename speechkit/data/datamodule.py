@@ -126,18 +126,21 @@ class SpeechDataModule(L.LightningDataModule):
         common = dict(shuffle=c.shuffle, drop_last=c.drop_last, seed=c.seed, rank=rank, world_size=world,
                       buffer_size=c.buffer_size, shuffle_buffer_size=c.shuffle_buffer_size, sync_buckets=True)
         if c.is_2d or c.bucket_batch_size is not None:
-            from speechkit.data.sampling import build_constraint
+            from speechkit.data.sampling import build_constraint, fixed_batch_sampler
 
             constraint = build_constraint(
-                c.bucket_duration_bins, c.bucket_batch_size, strict=c.bucketing_2d_strict,
+                c.bucket_duration_bins, c.bucket_batch_size, strict=c.bucketing_2d_strict, max_tps=c.bucket_max_tps,
                 token_counter=self._token_counter(), max_duration=c.max_duration,
             )
-            return DynamicBucketingSampler(cuts, constraint=constraint, duration_bins=None, **common)
-        return DynamicBucketingSampler(
-            cuts, max_duration=c.max_duration, max_cuts=c.max_cuts, quadratic_duration=c.quadratic_duration,
-            num_buckets=c.num_buckets, duration_bins=c.bucket_duration_bins,
-            num_cuts_for_bins_estimate=c.num_cuts_for_bins_estimate, **common,
-        )
+            return fixed_batch_sampler(cuts, constraint, **common)
+        try:
+            return DynamicBucketingSampler(
+                cuts, max_duration=c.max_duration, max_cuts=c.max_cuts, quadratic_duration=c.quadratic_duration,
+                num_buckets=c.num_buckets, duration_bins=c.bucket_duration_bins,
+                num_cuts_for_bins_estimate=c.num_cuts_for_bins_estimate, **common,
+            )
+        except AssertionError as error:  # Lhotse checks bins with asserts; the user should see which key to change
+            raise SpeechkitError(f"data config num_buckets={c.num_buckets}: {error}") from error
 
     def _token_counter(self):
         if self.tokenizer is None:

@@ -124,3 +124,17 @@ def test_bad_config_values():
         DataConfig(bucket_batch_size=[4, 2])
     with pytest.raises(SpeechkitError, match="noise_snr"):
         DataConfig(noise_snr=(20.0, 10.0))
+
+
+def test_2d_bins_with_per_bucket_batch_sizes(corpus):
+    """2-D (duration x tokens) buckets with fixed batch sizes; token counts come from the task's tokenizer."""
+    bins = [[0.8, 6], [1.3, 6]]
+    dm = SpeechDataModule(config(corpus, bucket_duration_bins=bins, bucket_batch_size=[4, 2]))
+    dm.tokenizer = lambda text: [ord(ch) for ch in text] + [0]  # "toneK" -> 6 tokens
+    seen = Counter()
+    for batch in dm.train_dataloader():
+        longest = float(batch.durations.max())
+        assert len(batch) <= (4 if longest <= 0.8 else 2)
+        seen.update(batch.cut_ids)
+    assert sum(seen.values()) == 60 and set(seen.values()) == {1}
+    assert dm.train_sampler.bucket_filter.num_dropped == 0

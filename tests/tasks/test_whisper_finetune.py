@@ -1,0 +1,118 @@
+"""WhisperFinetune on a tiny random Whisper saved locally (real loading code, real Whisper tokenizers)."""
+
+from __future__ import annotations
+
+import json
+
+import lightning as L
+import pytest
+import torch
+
+from speechkit.data import DataConfig, SpeechDataModule
+from speechkit.errors import SpeechkitError
+from speechkit.tasks.whisper_finetune import WhisperFinetune
+from speechkit.testing import tiny_whisper_dir, tone_corpus
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("whisper")
+    tone_corpus(root / "data", "train", num_cuts=8, seed=0)
+    tone_corpus(root / "data", "dev", num_cuts=4, seed=1)
+    return {"en": str(tiny_whisper_dir(root / "en", multilingual=False)),
+            "multi": str(tiny_whisper_dir(root / "multi", multilingual=True)), "data": root / "data"}
+
+
+def data(tiny, **overrides) -> SpeechDataModule:
+    options = dict(train_cuts=str(tiny["data"] / "cuts_train.jsonl.gz"), dev_cuts=str(tiny["data"] / "cuts_dev.jsonl.gz"),
+                   test_cuts=str(tiny["data"] / "cuts_dev.jsonl.gz"), max_duration=3.0, val_batch_size=2, num_buckets=2)
+    options.update(overrides)
+    return SpeechDataModule(DataConfig(**options))
+
+
+def fit(task, dm, steps=2, **trainer_args):
+    trainer = L.Trainer(max_steps=steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        use_distributed_sampler=False, num_sanity_val_steps=0, limit_val_batches=0, **trainer_args)
+    trainer.fit(task, dm)
+    return trainer
+
+
+def snapshot(module):
+    return {name: p.detach().clone() for name, p in module.named_parameters()}
+
+
+def test_prompt_is_fed_but_masked_out_of_the_loss(tiny):
+    task = WhisperFinetune(tiny["multi"], language="de")
+    prompt = task.prompt
+    tok = task.tokenizer.convert_tokens_to_ids
+    assert prompt == [tok("<|startoftranscript|>"), tok("<|de|>"), tok("<|transcribe|>"), tok("<|notimestamps|>")]
+    dm = data(tiny)
+    dm.tokenizer, dm.pad_token_id = task.tokenize, task.pad_token_id
+    batch = next(iter(dm.val_dataloader()))
+    loss = task(batch)
+    # Hand computation: cross-entropy over the text tokens and <|endoftext|> of each row, nothing else.
+    from speechkit.models.whisper_encoder import variable_length_input
+
+    with variable_length_input(task.model, batch.input_lens):
+        logits = task.model(input_features=batch.inputs.transpose(1, 2), decoder_input_ids=batch.tokens[:, :-1]).logits
+    terms = []
+    for row, length in enumerate(batch.token_lens.tolist()):
+        for position in range(len(prompt) - 1, length - 1):
+            terms.append(-torch.log_softmax(logits[row, position], -1)[batch.tokens[row, position + 1]])
+    assert loss.item() == pytest.approx(torch.stack(terms).mean().item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("strategy", ["full", "lora", "frozen_encoder"])
+def test_strategies_train_what_they_should(tiny, strategy):
+    task = WhisperFinetune(tiny["multi"], language="en", strategy=strategy, lr=1e-2, lora_rank=4,
+                           frozen_encoder_layers=1, warmup_steps=1)
+    before = snapshot(task.model)
+    fit(task, data(tiny))
+    after = snapshot(task.model)
+    changed = {name for name in before if not torch.equal(before[name], after[name])}
+    if strategy == "lora":
+        assert changed and all("lora_" in name for name in changed)
+    elif strategy == "frozen_encoder":
+        frozen = (".encoder.layers.0.", "encoder.conv1", "encoder.conv2", "encoder.embed_positions")
+        assert not any(part in n for n in changed for part in frozen)
+        assert any(".encoder.layers.1." in n for n in changed) and any("decoder" in n for n in changed)
+    else:
+        assert any("encoder.layers.0." in n for n in changed) and any("decoder" in n for n in changed)
+
+
+def test_test_writes_predictions_with_cut_ids(tiny, tmp_path):
+    task = WhisperFinetune(tiny["en"], language="en", max_new_tokens=4, predictions_file=str(tmp_path / "p.jsonl"))
+    trainer = L.Trainer(logger=False, enable_progress_bar=False, use_distributed_sampler=False)
+    metrics = trainer.test(task, data(tiny))[0]
+    rows = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
+    assert sorted(r["id"] for r in rows) == [f"dev_{i:04d}" for i in range(4)]
+    assert all(r["ref"].startswith("tone") for r in rows)
+    assert {"test_wer", "test_wer_raw", "test_cer"} <= set(metrics)
+
+
+def test_padded_to_30s_input(tiny):
+    task = WhisperFinetune(tiny["en"], language="en", pad_to_30s=True)
+    dm = data(tiny)
+    dm.tokenizer = task.tokenize
+    batch = next(iter(dm.val_dataloader()))
+    feats, _ = task._features(batch)
+    assert feats.shape[-1] == 3000
+    assert torch.isfinite(task(batch))
+
+
+def test_new_language_token_grows_the_vocabulary(tiny):
+    base = WhisperFinetune(tiny["multi"], language="de")
+    task = WhisperFinetune(tiny["multi"], language="ky", new_language_init_from="mean")
+    rows = base.model.get_input_embeddings().weight.shape[0]
+    assert task.model.get_input_embeddings().weight.shape[0] == rows + 1
+    assert task.added_language_id == rows and task.prompt[1] == rows
+    assert torch.equal(task.model.get_input_embeddings().weight[:rows], base.model.get_input_embeddings().weight)
+
+
+def test_bad_settings_are_clear_errors(tiny):
+    with pytest.raises(SpeechkitError, match="new_language_init_from"):
+        WhisperFinetune(tiny["multi"], language="ky")
+    with pytest.raises(SpeechkitError, match="strategy"):
+        WhisperFinetune(tiny["multi"], language="en", strategy="qlora")
+    with pytest.raises(SpeechkitError, match="nonexistent"):
+        WhisperFinetune(tiny["multi"], language="en", strategy="lora", lora_target_modules=["nonexistent"])
