@@ -1,0 +1,306 @@
+"""``WhisperDistill``: a smaller Whisper student distilled from its frozen teacher.
+
+The student *is* a :class:`WhisperFinetune` (same tokenization, decoding, validation WER and checkpoints), built
+from the teacher's weights by structured surgery, plus a frozen copy of the teacher and three loss terms:
+
+``L = alpha * CE(labels) + beta * KD(z_s, z_t; T) + gamma * SquareHead(h_s, h_t)``
+
+* KD: ``T^2 KL(softmax(z_t/T) || softmax(z_s/T))`` over the label tokens (Hinton et al. 2015; Minitron's logit
+  loss, Muralidharan et al. 2024, "Compact Language Models via Pruning and Knowledge Distillation").
+* SquareHead: per-layer normalized feature MSE (Kurtic et al. 2023, "Sparse Fine-tuning for Inference Acceleration
+  of Large Language Models"), each kept student block against the teacher block it came from, encoder and decoder.
+* Surgery: remove a contiguous block of ``n`` layers where the angular distance ``d(x^l, x^(l+n))`` is smallest
+  (Gromov et al. 2024, "The Unreasonable Ineffectiveness of the Deeper Layers"), or given layer indices; and/or
+  keep the ``*_ffn_keep`` most important MLP neurons per layer by Minitron's activation importance.
+
+Data-dependent surgery runs in ``setup`` on the first ``calibration_batches`` training batches; the plan is saved
+in the checkpoint (``speechkit_surgery``) so ``load_from_checkpoint`` rebuilds the student's shapes. The teacher
+is not a registered submodule: it is neither saved nor optimized.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from typing import Any, Iterable, Iterator, Literal, Optional, Union
+
+import torch
+from lightning.pytorch.cli import LRSchedulerCallable
+from torch import Tensor, nn
+
+from speechkit.compress.prune import (
+    ActivationImportance,
+    angular_distance_profile,
+    best_block,
+    remove_layers,
+    slice_mlp,
+    top_indices,
+)
+from speechkit.data.batches import SpeechBatch
+from speechkit.distill import kd_loss, squarehead_loss
+from speechkit.errors import SpeechkitError
+from speechkit.models.whisper_encoder import encoder_lengths, variable_length_input
+from speechkit.tasks.whisper_finetune import WhisperFinetune
+
+# stack path -> (config key of its depth, config key of its MLP width)
+STACKS = {"model.encoder.layers": ("encoder_layers", "encoder_ffn_dim"),
+          "model.decoder.layers": ("decoder_layers", "decoder_ffn_dim")}
+Removal = Union[int, list[int]]
+
+
+@contextlib.contextmanager
+def record_layers(model: nn.Module, stack: str) -> Iterator[list[Tensor]]:
+    """Collect the residual stream around the blocks of ``stack``: the first block's input, then every block's output.
+
+    Yields a list that fills with ``L + 1`` tensors ``(B, T, D)`` per forward (HF ``hidden_states`` without the final
+    layer norm; the variable-length encoder does not return hidden states, so hooks are used for both stacks).
+    """
+    layers, states = model.get_submodule(stack), []
+    handles = [layers[0].register_forward_pre_hook(lambda _m, args: states.append(args[0]))]
+    handles += [layer.register_forward_hook(lambda _m, _a, out: states.append(out)) for layer in layers]
+    try:
+        yield states
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+class WhisperDistill(WhisperFinetune):
+    """Distil a Whisper teacher into a student with fewer layers or narrower MLPs.
+
+    Args:
+        model_name_or_path: the teacher (``ct2:tiny.en``, a Hugging Face folder); ``init_checkpoint`` then loads a
+            fine-tuned ``WhisperFinetune`` checkpoint into it. The student starts from the same weights.
+        remove_decoder_layers: an int ``n``: remove the contiguous block of ``n`` decoder layers with the smallest
+            angular distance on calibration data; a list: remove those layer indices.
+        remove_encoder_layers: the same for the encoder.
+        decoder_ffn_keep: keep this many MLP neurons in every decoder layer (Minitron importance); ``None`` = all.
+        encoder_ffn_keep: the same for the encoder.
+        calibration_batches: training batches used to choose layers / neurons.
+        alpha: weight of the cross-entropy on the transcript.
+        beta: weight of the logit KD loss.
+        gamma: weight of SquareHead over the kept encoder and decoder layers.
+        temperature: KD softmax temperature.
+        kd_direction: ``forward`` KL(teacher || student) or ``reverse``.
+        kd_top_k: restrict KD to the teacher's top-k tokens (``None`` = the whole vocabulary).
+        language, task, pad_to_30s, lr, weight_decay, warmup_steps, scheduler, num_beams, max_new_tokens,
+            init_checkpoint, predictions_file: as in ``WhisperFinetune`` (the student is trained in full).
+    """
+
+    def __init__(
+        self,
+        model_name_or_path: str = "ct2:tiny.en",
+        remove_decoder_layers: Removal = 0,
+        remove_encoder_layers: Removal = 0,
+        decoder_ffn_keep: Optional[int] = None,
+        encoder_ffn_keep: Optional[int] = None,
+        calibration_batches: int = 4,
+        alpha: float = 1.0,
+        beta: float = 1.0,
+        gamma: float = 0.0,
+        temperature: float = 2.0,
+        kd_direction: Literal["forward", "reverse"] = "forward",
+        kd_top_k: Optional[int] = None,
+        language: Optional[str] = "en",
+        task: Literal["transcribe", "translate"] = "transcribe",
+        pad_to_30s: bool = False,
+        lr: float = 1e-4,
+        weight_decay: float = 0.0,
+        warmup_steps: int = 50,
+        scheduler: Optional[LRSchedulerCallable] = None,
+        num_beams: int = 1,
+        max_new_tokens: int = 128,
+        init_checkpoint: Optional[str] = None,
+        predictions_file: Optional[str] = None,
+    ) -> None:
+        self._check_weights(alpha, beta, gamma, temperature, calibration_batches)
+        super().__init__(model_name_or_path=model_name_or_path, language=language, task=task, strategy="full",
+                         pad_to_30s=pad_to_30s, lr=lr, weight_decay=weight_decay, warmup_steps=warmup_steps,
+                         scheduler=scheduler, num_beams=num_beams, max_new_tokens=max_new_tokens,
+                         init_checkpoint=init_checkpoint, predictions_file=predictions_file)
+        self.removals = {"model.decoder.layers": remove_decoder_layers, "model.encoder.layers": remove_encoder_layers}
+        self.ffn_keep = {"model.decoder.layers": decoder_ffn_keep, "model.encoder.layers": encoder_ffn_keep}
+        self._check_surgery()
+        self._teacher = [copy.deepcopy(self.model).eval().requires_grad_(False)]  # a list: not a submodule
+        self.surgery: Optional[dict[str, Any]] = None
+        if not self._needs_data():
+            self.apply_surgery(self.plan_surgery([]))
+
+    # ------------------------------------------------------------ checks
+    @staticmethod
+    def _check_weights(alpha: float, beta: float, gamma: float, temperature: float, calibration_batches: int) -> None:
+        if min(alpha, beta, gamma) < 0 or alpha + beta + gamma <= 0:
+            raise SpeechkitError(f"alpha, beta, gamma must be >= 0 and not all 0, got {alpha}, {beta}, {gamma}")
+        if temperature <= 0:
+            raise SpeechkitError(f"temperature must be > 0, got {temperature}")
+        if calibration_batches < 1:
+            raise SpeechkitError(f"calibration_batches must be >= 1, got {calibration_batches}")
+
+    def _check_surgery(self) -> None:
+        for stack, removal in self.removals.items():
+            depth = len(self.model.get_submodule(stack))
+            side = stack.split(".")[1]
+            if isinstance(removal, int) and not 0 <= removal < depth:
+                raise SpeechkitError(f"remove_{side}_layers={removal}: expected 0 <= n < {depth} layers")
+            if isinstance(removal, list) and (len(set(removal)) >= depth or any(not 0 <= i < depth for i in removal)):
+                raise SpeechkitError(f"remove_{side}_layers={removal}: expected distinct indices in [0, {depth}) "
+                                     "that leave at least one layer")
+            keep, width = self.ffn_keep[stack], self.model.config.to_dict()[STACKS[stack][1]]
+            if keep is not None and not 1 <= keep <= width:
+                raise SpeechkitError(f"{side}_ffn_keep={keep}: expected 1 <= keep <= {width}")
+
+    def _needs_data(self) -> bool:
+        return any(isinstance(r, int) and r > 0 for r in self.removals.values()) or any(
+            k is not None for k in self.ffn_keep.values())
+
+    @property
+    def teacher(self) -> nn.Module:
+        """The frozen teacher, on the student's device."""
+        teacher = self._teacher[0]
+        if next(teacher.parameters()).device != self.device:
+            teacher.to(self.device)
+        return teacher
+
+    # ------------------------------------------------------------ surgery
+    def setup(self, stage: str) -> None:
+        if self.surgery is not None:
+            return
+        resume = getattr(self.trainer, "ckpt_path", None)  # resuming / testing a student: rebuild its saved shapes
+        checkpoint = torch.load(resume, map_location="cpu", weights_only=False) if resume else {}
+        if checkpoint.get("speechkit_surgery") is not None:
+            return self.on_load_checkpoint(checkpoint)
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is None or getattr(datamodule.config, "train_cuts", None) is None:
+            raise SpeechkitError("remove_*_layers as a number / *_ffn_keep choose layers on training data: the "
+                                 "data module needs train_cuts (or give remove_*_layers as index lists)")
+        loader = iter(datamodule.train_dataloader())
+        calibration = [batch for _, batch in zip(range(self.hparams.calibration_batches), loader)]
+        self.apply_surgery(self.plan_surgery(calibration))
+
+    @torch.no_grad()
+    def plan_surgery(self, batches: Iterable[SpeechBatch]) -> dict[str, Any]:
+        """Which layers to remove and which MLP neurons to keep, measured on the unmodified model.
+
+        Returns:
+            ``{"remove": {stack: [layer indices]}, "neurons": {"<stack>.<i>": [kept neuron indices]}}``.
+        """
+        batches = list(batches)
+        if self._needs_data() and not batches:
+            raise SpeechkitError("plan_surgery needs calibration batches for angular distance / neuron importance")
+        plan: dict[str, Any] = {"remove": {}, "neurons": {}}
+        profiles = {stack: [] for stack, r in self.removals.items() if isinstance(r, int) and r > 0}
+        patterns = [f"{stack}.*.fc1" for stack, keep in self.ffn_keep.items() if keep is not None]
+        with ActivationImportance(self.model, neurons=patterns) if patterns else contextlib.nullcontext() as imp:
+            for batch in batches:
+                self._profile_batch(batch, profiles)
+        for stack, removal in self.removals.items():
+            if isinstance(removal, list):
+                plan["remove"][stack] = sorted(removal)
+            elif removal > 0:
+                start = best_block(torch.stack(profiles[stack]).mean(0))
+                plan["remove"][stack] = list(range(start, start + removal))
+        for stack, keep in self.ffn_keep.items():
+            for i in range(len(self.model.get_submodule(stack)) if keep is not None else 0):
+                plan["neurons"][f"{stack}.{i}"] = top_indices(imp.scores[f"{stack}.{i}.fc1"], keep).tolist()
+        return plan
+
+    def _profile_batch(self, batch: SpeechBatch, profiles: dict[str, list[Tensor]]) -> None:
+        """Add this batch's angular-distance profile of every stack being cut (decoder: last real token)."""
+        feats, lens = self._features(batch)
+        inputs, _ = self.shift_labels(batch)
+        masks = self._masks(batch, lens, feats.shape[-1])
+        with contextlib.ExitStack() as stack:
+            states = {name: stack.enter_context(record_layers(self.model, name)) for name in profiles}
+            self._logits(self.model, feats, lens, inputs)
+        for name, hidden in states.items():
+            tokens = "last" if "decoder" in name else "all"
+            profiles[name].append(angular_distance_profile(hidden, self.removals[name], masks[name], tokens))
+
+    def apply_surgery(self, plan: dict[str, Any]) -> None:
+        """Apply a plan from :meth:`plan_surgery` to the student (neurons first, then layers)."""
+        for name, keep in plan["neurons"].items():
+            slice_mlp(self.model, f"{name}.fc1", f"{name}.fc2", torch.tensor(keep))
+            setattr(self.model.config, STACKS[name.rsplit(".", 1)[0]][1], len(keep))
+        for stack, removed in plan["remove"].items():
+            if removed:
+                remove_layers(self.model, stack, removed, config_key=STACKS[stack][0])
+        self.surgery = plan
+
+    def layer_map(self, stack: str) -> list[int]:
+        """Teacher state index of every student state from :func:`record_layers` (0 = the stack's input)."""
+        removed = set((self.surgery or {}).get("remove", {}).get(stack, []))
+        depth = len(self.teacher.get_submodule(stack))
+        return [0] + [i + 1 for i in range(depth) if i not in removed]
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["speechkit_surgery"] = self.surgery
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.surgery is None and checkpoint.get("speechkit_surgery") is not None:
+            self.apply_surgery(checkpoint["speechkit_surgery"])
+
+    # ------------------------------------------------------------ losses
+    def shift_labels(self, batch: SpeechBatch) -> tuple[Tensor, Tensor]:
+        """Decoder inputs ``(B, U-1)`` and labels with the prompt and padding set to -100 (as ``forward``)."""
+        if batch.tokens is None:
+            raise SpeechkitError("batch has no token ids: the data module must take `tokenize` from this task")
+        inputs, labels = batch.tokens[:, :-1], batch.tokens[:, 1:].clone()
+        positions = torch.arange(labels.shape[1], device=labels.device)[None, :]
+        ignore = (positions < len(self.prompt) - 1) | (positions >= batch.token_lens[:, None] - 1)
+        return inputs, labels.masked_fill(ignore, -100)
+
+    def _masks(self, batch: SpeechBatch, lens: Tensor, frames: int) -> dict[str, Tensor]:
+        """Real positions: decoder input tokens ``(B, U-1)``, encoder frames ``(B, ceil(frames / 2))``."""
+        tokens = torch.arange(batch.tokens.shape[1] - 1, device=lens.device)[None, :] < batch.token_lens[:, None] - 1
+        enc = torch.arange((frames + 1) // 2, device=lens.device)[None, :] < encoder_lengths(lens)[:, None]
+        return {"model.decoder.layers": tokens, "model.encoder.layers": enc}
+
+    def _logits(self, model: nn.Module, feats: Tensor, lens: Tensor, inputs: Tensor) -> Tensor:
+        context = contextlib.nullcontext() if self.hparams.pad_to_30s else variable_length_input(model, lens)
+        with context:
+            return model(input_features=feats, decoder_input_ids=inputs).logits  # (B, U-1, V)
+
+    def _run(self, model: nn.Module, feats: Tensor, lens: Tensor, inputs: Tensor,
+             record: bool) -> tuple[Tensor, dict[str, list[Tensor]]]:
+        """Logits and (when ``record``) the residual stream of both stacks."""
+        with contextlib.ExitStack() as stack:
+            states = {name: stack.enter_context(record_layers(model, name)) for name in STACKS} if record else {}
+            logits = self._logits(model, feats, lens, inputs)
+        return logits, states
+
+    def distill_losses(self, batch: SpeechBatch) -> dict[str, Tensor]:
+        """``ce``, ``kd``, ``squarehead`` (each when its weight is > 0) and their weighted sum ``loss``."""
+        hp = self.hparams
+        feats, lens = self._features(batch)
+        inputs, labels = self.shift_labels(batch)
+        record = hp.gamma > 0
+        logits, student = self._run(self.model, feats, lens, inputs, record)
+        losses = {"ce": nn.functional.cross_entropy(logits.transpose(1, 2), labels, ignore_index=-100)}
+        if hp.beta > 0 or hp.gamma > 0:
+            with torch.no_grad():
+                teacher_logits, teacher = self._run(self.teacher, feats, lens, inputs, record)
+        if hp.beta > 0:
+            losses["kd"] = kd_loss(logits, teacher_logits, hp.temperature, hp.kd_direction, labels != -100, hp.kd_top_k)
+        if record:
+            masks = self._masks(batch, lens, feats.shape[-1])
+            losses["squarehead"] = sum(
+                squarehead_loss(student[name], [teacher[name][j] for j in self.layer_map(name)], masks[name])
+                for name in STACKS)
+        weights = {"ce": hp.alpha, "kd": hp.beta, "squarehead": hp.gamma}
+        losses["loss"] = sum(weights[name] * value for name, value in losses.items())
+        return losses
+
+    def training_step(self, batch: SpeechBatch, batch_idx: int) -> Tensor:
+        losses = self.distill_losses(batch)
+        if not torch.isfinite(losses["loss"]):
+            raise FloatingPointError(f"training loss is {losses['loss'].item()} at step {self.global_step}")
+        for name, value in losses.items():
+            self.log("train_loss" if name == "loss" else f"train_{name}", value, prog_bar=name == "loss",
+                     batch_size=len(batch))
+        return losses["loss"]
+
+    def on_fit_start(self) -> None:
+        student = sum(p.numel() for p in self.model.parameters())
+        teacher = sum(p.numel() for p in self.teacher.parameters())
+        print(f"WhisperDistill: student {student:,} parameters ({student / teacher:.1%} of the teacher's {teacher:,}); "
+              f"surgery {self.surgery}")

@@ -1,0 +1,114 @@
+"""WhisperDistill on a tiny random Whisper: student surgery, KD learning, checkpoint round trip, bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from speechkit.data.batches import SpeechBatch
+from speechkit.errors import SpeechkitError
+from speechkit.tasks.whisper_distill import WhisperDistill
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from speechkit.testing import tiny_whisper_dir
+
+    torch.set_num_threads(1)
+    return tiny_whisper_dir(tmp_path_factory.mktemp("tiny") / "whisper", multilingual=False)
+
+
+def make_batch(task: WhisperDistill, seed: int = 0) -> SpeechBatch:
+    """Two random 0.4-0.6 s log-mel inputs with short transcripts, tokenized by the task."""
+    g = torch.Generator().manual_seed(seed)
+    texts = ["tone zero", "one"]
+    ids = [task.tokenize(t) for t in texts]
+    tokens = torch.full((2, max(map(len, ids))), task.pad_token_id)
+    for row, seq in enumerate(ids):
+        tokens[row, : len(seq)] = torch.tensor(seq)
+    lens = torch.tensor([60, 40])
+    return SpeechBatch(inputs=torch.randn(2, 60, 80, generator=g), input_lens=lens, texts=texts,
+                       cut_ids=["a", "b"], durations=lens / 100, tokens=tokens,
+                       token_lens=torch.tensor([len(s) for s in ids]))
+
+
+def test_student_from_index_list_has_fewer_layers_and_maps_to_teacher(tiny_dir: Path) -> None:
+    task = WhisperDistill(str(tiny_dir), remove_decoder_layers=[0], max_new_tokens=3)
+    assert len(task.model.model.decoder.layers) == 1 and task.model.config.decoder_layers == 1
+    assert len(task.teacher.model.decoder.layers) == 2 and len(task.model.model.encoder.layers) == 2
+    assert task.layer_map("model.decoder.layers") == [0, 2]  # the kept layer 1 is compared with teacher layer 1
+    assert task.layer_map("model.encoder.layers") == [0, 1, 2]
+    batch = make_batch(task)
+    losses = task.distill_losses(batch)
+    assert set(losses) == {"ce", "kd", "loss"}
+    assert torch.allclose(losses["loss"], losses["ce"] + losses["kd"])
+    assert len(task.transcribe(batch)) == 2
+
+
+def test_angular_distance_picks_the_block_and_ffn_width_shrinks(tiny_dir: Path) -> None:
+    task = WhisperDistill(str(tiny_dir), remove_encoder_layers=1, decoder_ffn_keep=16, gamma=1.0)
+    assert task.surgery is None  # data-dependent: waits for calibration batches
+    with pytest.raises(SpeechkitError, match="calibration batches"):
+        task.plan_surgery([])
+    batches = [make_batch(task, 0), make_batch(task, 1)]
+    plan = task.plan_surgery(batches)
+    from speechkit.compress.prune import angular_distance_profile, best_block
+    from speechkit.tasks.whisper_distill import record_layers
+
+    profiles = []
+    for batch in batches:  # recompute the profile by hand from the teacher's encoder states
+        feats, lens = task._features(batch)
+        with record_layers(task.teacher, "model.encoder.layers") as states:
+            task._logits(task.teacher, feats, lens, task.shift_labels(batch)[0])
+        mask = task._masks(batch, lens, feats.shape[-1])["model.encoder.layers"]
+        profiles.append(angular_distance_profile(states, 1, mask, "all"))
+    assert plan["remove"]["model.encoder.layers"] == [best_block(torch.stack(profiles).mean(0))]
+    task.apply_surgery(plan)
+    assert len(task.model.model.encoder.layers) == 1
+    assert all(layer.fc1.out_features == 16 for layer in task.model.model.decoder.layers)
+    assert task.model.config.decoder_ffn_dim == 16
+    losses = task.distill_losses(batches[0])
+    assert losses["squarehead"] > 0 and torch.isfinite(losses["loss"])
+
+
+def test_kd_loss_decreases_on_a_tiny_batch(tiny_dir: Path) -> None:
+    torch.manual_seed(0)
+    task = WhisperDistill(str(tiny_dir), remove_decoder_layers=[1], alpha=0.0, beta=1.0, temperature=2.0)
+    batch = make_batch(task)
+    optimizer = torch.optim.AdamW(task.model.parameters(), lr=3e-3)
+    history = []
+    for _ in range(6):
+        loss = task.distill_losses(batch)["kd"]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        history.append(loss.item())
+    assert history[-1] < 0.7 * history[0], history
+    assert all(p.grad is None for p in task.teacher.parameters())
+
+
+def test_checkpoint_round_trip_rebuilds_the_student(tiny_dir: Path, tmp_path: Path) -> None:
+    task = WhisperDistill(str(tiny_dir), remove_decoder_layers=1)
+    task.apply_surgery(task.plan_surgery([make_batch(task)]))
+    checkpoint = {"state_dict": task.state_dict()}
+    task.on_save_checkpoint(checkpoint)
+    assert not any(k.startswith("teacher") or "_teacher" in k for k in checkpoint["state_dict"])
+    fresh = WhisperDistill(str(tiny_dir), remove_decoder_layers=1)
+    fresh.on_load_checkpoint(checkpoint)
+    fresh.load_state_dict(checkpoint["state_dict"], strict=True)
+    batch = make_batch(task)
+    task.eval(), fresh.eval()
+    assert torch.equal(task(batch), fresh(batch))
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"remove_decoder_layers": 2}, "remove_decoder_layers=2"),
+    ({"remove_encoder_layers": [0, 1], "decoder_ffn_keep": 16}, "remove_encoder_layers"),
+    ({"alpha": 0.0, "beta": 0.0}, "alpha, beta, gamma"),
+    ({"temperature": 0.0}, "temperature"),
+])
+def test_bad_settings_name_the_argument(tiny_dir: Path, kwargs: dict, message: str) -> None:
+    with pytest.raises(SpeechkitError, match=message):
+        WhisperDistill(str(tiny_dir), **kwargs)
