@@ -180,10 +180,14 @@ class SpeechDataModule(L.LightningDataModule):
 
     # -------------------------------------------------------------- resume
     def state_dict(self) -> dict[str, Any]:
-        """Batches of the current epoch the training loop has consumed (restored on resume)."""
+        """Batches of the current epoch the training loop has consumed (restored on resume).
+
+        ``processed``, not ``completed``: checkpoint callbacks run in ``on_train_batch_end``, before Lightning
+        counts the batch as completed.
+        """
         if self.trainer is None:
             return {"train_batches_in_epoch": 0}
-        return {"train_batches_in_epoch": int(self.trainer.fit_loop.epoch_loop.batch_progress.current.completed)}
+        return {"train_batches_in_epoch": int(self.trainer.fit_loop.epoch_loop.batch_progress.current.processed)}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._resume_batches = int(state_dict.get("train_batches_in_epoch", 0))

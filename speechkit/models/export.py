@@ -31,7 +31,7 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, merge_lora: b
         from speechkit.tasks.whisper_finetune import WhisperFinetune
     except ImportError as error:
         raise SpeechkitError(f"speechkit.tasks.whisper_finetune is not available ({error})") from error
-    task = WhisperFinetune.load_from_checkpoint(str(checkpoint), map_location="cpu")
+    task = WhisperFinetune.load_from_checkpoint(str(checkpoint), map_location="cpu", init_checkpoint=None)
     generation_config = getattr(task, "generation_config", None) or task.model.generation_config
     return export(task.model, task.tokenizer, task.feature_extractor, generation_config, out_dir, merge_lora)
 

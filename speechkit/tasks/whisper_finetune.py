@@ -10,6 +10,7 @@ gets a new ``<|xx|>`` token (``add_language``). Encoder input is padded to 30 s 
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 from pathlib import Path
@@ -94,7 +95,8 @@ class WhisperFinetune(L.LightningModule):
         super().__init__()
         if strategy not in ("full", "lora", "frozen_encoder"):
             raise SpeechkitError(f"strategy {strategy!r}: expected one of full, lora, frozen_encoder")
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["scheduler"])  # a callable: not weights_only-loadable
+        self.scheduler_factory = scheduler
         bundle = load_whisper(model_name_or_path)
         self.tokenizer, self.feature_extractor = bundle.tokenizer, bundle.feature_extractor
         self.generation_config = bundle.generation_config
@@ -199,8 +201,9 @@ class WhisperFinetune(L.LightningModule):
     def transcribe(self, batch: SpeechBatch) -> list[str]:
         """Batched greedy (``num_beams=1``) or beam-search transcripts of a batch."""
         feats, lens = self._features(batch)
-        kwargs = dict(num_beams=self.hparams.num_beams, max_new_tokens=self.hparams.max_new_tokens,
-                      generation_config=self.generation_config)
+        config = copy.deepcopy(self.generation_config)
+        config.update(num_beams=self.hparams.num_beams, max_new_tokens=self.hparams.max_new_tokens, max_length=None)
+        kwargs = dict(generation_config=config)
         if is_multilingual(self.tokenizer):
             kwargs.update(language=self.hparams.language, task=self.hparams.task)
         if self.hparams.pad_to_30s:
@@ -251,8 +254,8 @@ class WhisperFinetune(L.LightningModule):
     def configure_optimizers(self):
         params = [p for p in self.model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
-        if self.hparams.scheduler is not None:
-            scheduler = self.hparams.scheduler(optimizer)
+        if self.scheduler_factory is not None:
+            scheduler = self.scheduler_factory(optimizer)
         else:
             total = self.trainer.max_steps if self.trainer.max_steps > 0 else 10_000
             warmup = max(1, self.hparams.warmup_steps)
