@@ -1,0 +1,98 @@
+"""``speechkit compress`` end to end on a tiny random Whisper and a tone corpus: the reported sparsity, bit counts
+and saved weights match the configuration; bad options are ``SpeechkitError`` naming the option."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from speechkit.compress.apply import CompressConfig, compress, main
+from speechkit.errors import SpeechkitError
+
+TARGET_PREFIXES = ("model.encoder.layers.", "model.decoder.layers.")
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    from speechkit.testing import tiny_whisper_dir, tone_corpus
+
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("compress")
+    tone_corpus(root / "data", "train", num_cuts=4)
+    tone_corpus(root / "data", "test", num_cuts=3, seed=1)
+    return {"model": str(tiny_whisper_dir(root / "whisper", multilingual=False)),
+            "eval": str(root / "data" / "cuts_test.jsonl.gz"), "calib": str(root / "data" / "cuts_train.jsonl.gz"),
+            "root": str(root)}
+
+
+def target_weights(folder: Path) -> dict[str, torch.Tensor]:
+    state = load_file(str(folder / "model.safetensors"))
+    return {k: v for k, v in state.items()
+            if k.startswith(TARGET_PREFIXES) and k.endswith(".weight") and "layer_norm" not in k}
+
+
+def run(setup: dict[str, str], method: str, name: str, **kwargs) -> dict:
+    cfg = CompressConfig(model=setup["model"], method=method, eval_cuts=setup["eval"], calib_cuts=setup["calib"],
+                         num_calib=2, out_dir=str(Path(setup["root"]) / name), max_new_tokens=3, skip_before=True,
+                         **kwargs)
+    return compress(cfg)
+
+
+def test_magnitude_cli_reports_and_saves_the_configured_sparsity(setup: dict[str, str], capsys) -> None:
+    out = Path(setup["root"]) / "magnitude"
+    assert main(["--model", setup["model"], "--method", "magnitude", "--sparsity", "0.5", "--eval-cuts", setup["eval"],
+                 "--out", str(out), "--max-new-tokens", "3", "--num-calib", "2"]) == 0
+    assert "before" in capsys.readouterr().out
+    report = json.loads((out / "report.json").read_text())
+    before, after = report["before"], report["after"]
+    weights = target_weights(out / "model")
+    zeros = sum(int((w == 0).sum()) for w in weights.values())
+    total = sum(w.numel() for w in weights.values())
+    assert zeros == total // 2 and after["target_sparsity"] == 0.5
+    assert all(int((w == 0).sum()) == w.numel() // 2 for w in weights.values())  # per layer, not just overall
+    assert after["target_parameters"] == total and after["parameters"] == before["parameters"]
+    assert before["nonzero_parameters"] - after["nonzero_parameters"] == zeros - _zeros_before(setup["model"])
+    assert after["target_bits_per_weight"] == 32 * 0.5 + 1  # fp32 nonzeros + a 1-bit bitmap
+    for row in (before, after):
+        assert 0 <= row["wer"] and row["speed_x"] > 0 and row["audio_s"] > 0
+
+
+def _zeros_before(model_dir: str) -> int:
+    return sum(int((w == 0).sum()) for w in target_weights(Path(model_dir)).values())
+
+
+def test_sparsegpt_prunes_exactly_the_configured_fraction(setup: dict[str, str]) -> None:
+    report = run(setup, "sparsegpt", "sparsegpt", sparsity=0.25)
+    weights = target_weights(Path(setup["root"]) / "sparsegpt" / "model")
+    assert all(int((w == 0).sum()) == w.numel() // 4 for w in weights.values())
+    assert report["after"]["target_sparsity"] == 0.25
+
+
+def test_rtn_groups_hold_at_most_2_to_the_bits_levels(setup: dict[str, str]) -> None:
+    report = run(setup, "rtn", "rtn", bits=3, group_size=16)
+    for w in target_weights(Path(setup["root"]) / "rtn" / "model").values():
+        groups = w.reshape(-1, 16)
+        assert max(len(torch.unique(g)) for g in groups) <= 8
+    assert report["after"]["target_bits_per_weight"] == 3 + 2 * 16 / 16  # + fp16 scale and zero per group of 16
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--method", "prune"], "method 'prune'"),
+    (["--method", "magnitude", "--sparsity", "1.0"], "sparsity"),
+    (["--method", "sparsegpt", "--sparsity", "-0.1"], "sparsity"),
+    (["--method", "gptq", "--bits", "1"], "bits"),
+])
+def test_bad_options_fail_before_loading(setup: dict[str, str], argv: list[str], message: str) -> None:
+    with pytest.raises(SpeechkitError, match=message):
+        main(["--model", "/no/such/model", "--eval-cuts", setup["eval"], "--out", setup["root"] + "/bad", *argv])
+
+
+def test_target_pattern_matching_nothing_and_bad_group_size(setup: dict[str, str]) -> None:
+    with pytest.raises(SpeechkitError, match="model.decoder.blocks"):
+        run(setup, "rtn", "bad_pattern", targets=("model.decoder.blocks.*",))
+    with pytest.raises(SpeechkitError, match="group_size=24"):
+        run(setup, "rtn", "bad_group", group_size=24)
