@@ -26,6 +26,7 @@ import argparse
 import json
 import logging
 import math
+import shlex
 import sys
 import time
 from dataclasses import MISSING, dataclass, field, fields
@@ -218,10 +219,21 @@ def stage_args(plan: Plan, stage: Stage, stage_dir: Path, init_checkpoint: Optio
         "--data.init_args.config.train_cuts", stage.train_cuts,
         "--data.init_args.config.dev_cuts", stage.dev_cuts,
         "--trainer.max_steps", str(stage.max_steps),
+        *_validation_within(plan.base_config, stage.max_steps),
         "--trainer.default_root_dir", str(stage_dir),
         "--trainer.logger", json.dumps(logger),
         *stage.overrides, *extra,
     ]
+
+
+def _validation_within(base_config: str, max_steps: int) -> list[str]:
+    """``--trainer.val_check_interval max_steps`` when the base config validates less often than the stage
+    trains (a stage that never validates has no best checkpoint to gate on)."""
+    trainer = (yaml.safe_load(Path(base_config).read_text(encoding="utf-8")) or {}).get("trainer") or {}
+    interval = trainer.get("val_check_interval")
+    if isinstance(interval, int) and interval > max_steps:
+        return ["--trainer.val_check_interval", str(max_steps)]
+    return []
 
 
 def _base_tokenizer(plan: Plan, extra: Sequence[str]):
@@ -293,7 +305,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         root = Path(args.out_dir or plan.out_dir)
         for i, stage in enumerate(plan.stages):
             init = "<best of previous stage>" if i else None
-            print("speechkit " + " ".join(stage_args(plan, stage, root / stage.name, init, extra)))
+            print("speechkit " + shlex.join(stage_args(plan, stage, root / stage.name, init, extra)))
         return 0
     results = run_plan(plan, extra, args.out_dir)
     if not results[-1].passed:

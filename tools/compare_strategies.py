@@ -1,0 +1,8 @@
+"""Compare full / LoRA / frozen-encoder / multistage fine-tuning: `python tools/compare_strategies.py --help`."""
+
+import sys
+
+from speechkit.tasks.compare import main
+
+if __name__ == "__main__":
+    sys.exit(main())
