@@ -116,3 +116,25 @@ def test_bad_settings_are_clear_errors(tiny):
         WhisperFinetune(tiny["multi"], language="en", strategy="qlora")
     with pytest.raises(SpeechkitError, match="nonexistent"):
         WhisperFinetune(tiny["multi"], language="en", strategy="lora", lora_target_modules=["nonexistent"])
+
+
+def test_new_language_checkpoint_exports_to_a_pipeline(tiny, tmp_path):
+    """A trained new-language checkpoint -> `speechkit export` -> from_pretrained -> pipeline(language="ky")."""
+    import numpy as np
+    import transformers
+
+    from speechkit.cli import main
+
+    task = WhisperFinetune(tiny["multi"], language="ky", new_language_init_from="de", max_new_tokens=4)
+    trainer = fit(task, data(tiny), steps=1, default_root_dir=str(tmp_path))
+    trainer.save_checkpoint(tmp_path / "run.ckpt")
+    assert main(["export", "--checkpoint", str(tmp_path / "run.ckpt"), "--out", str(tmp_path / "hf")]) == 0
+    tokenizer = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
+    generation = transformers.GenerationConfig.from_pretrained(tmp_path / "hf")
+    new_id = tokenizer.convert_tokens_to_ids("<|ky|>")
+    assert new_id == task.added_language_id and generation.lang_to_id["ky"] == new_id
+    model = transformers.WhisperForConditionalGeneration.from_pretrained(tmp_path / "hf")
+    assert torch.equal(model.get_input_embeddings().weight[new_id], task.model.get_input_embeddings().weight[new_id])
+    asr = transformers.pipeline("automatic-speech-recognition", model=str(tmp_path / "hf"))
+    out = asr(np.zeros(16000, dtype=np.float32), generate_kwargs={"language": "ky", "max_new_tokens": 3})
+    assert isinstance(out["text"], str)
