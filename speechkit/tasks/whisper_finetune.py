@@ -109,7 +109,7 @@ class WhisperFinetune(L.LightningModule):
             model = apply_lora(model, lora_rank, lora_alpha, lora_dropout, lora_target_modules)
         elif strategy == "frozen_encoder":
             freeze_encoder_layers(model, frozen_encoder_layers)
-        self.model = model
+        self.model = model.train()  # loaders return eval-mode models; Lightning keeps submodule modes
         if init_checkpoint:
             self._load_weights(init_checkpoint)
         self.wer = WERMetric(language=self._metric_language(language))
