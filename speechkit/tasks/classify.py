@@ -2,22 +2,29 @@
 
 A small convolutional encoder over log-mel features, masked mean pooling, then a head: linear + cross-entropy,
 harmonic (any distance of *Rethinking the Harmonic Loss*), or the spherical Z-loss of de Brebisson & Vincent.
+Switches: per-sample loss re-weighting (Sow et al. 2025, :class:`speechkit.losses.LossReweighter`) and NoiseFiT
+noise injection on SNR-selected encoder blocks with its hybrid loss (:class:`speechkit.optim.NoiseFiT`).
 It is the base for the continual SLU task: the label comes from any supervision field (``label_field``).
 """
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Any, Literal, Optional, Union
 
 import lightning as L
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
+from torch.nn import functional as F
 
 from speechkit.data.batches import SpeechBatch
 from speechkit.errors import SpeechkitError
+from speechkit.losses import HarmonicHead, LossReweighter, Strategy, ZLoss, check_finite
+from speechkit.losses.distances import DistanceName
+from speechkit.optim import NoiseFiT
 
 HeadKind = Literal["linear", "harmonic", "zloss"]
+HEADS = ("linear", "harmonic", "zloss")
 
 
 def lengths_to_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
@@ -25,28 +32,56 @@ def lengths_to_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
     return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]
 
 
+class ConvBlock(nn.Module):
+    """Conv1d (kernel 5, stride 2) + GELU on ``(B, T, C)`` -> ``(B, T', D)``: channels last, so that a hook on the
+    block (NoiseFiT) sees the hidden size as the last dimension."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(in_channels, out_channels, kernel_size=5, stride=2, padding=2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.gelu(self.conv(x.transpose(1, 2))).transpose(1, 2)
+
+
 class ConvEncoder(nn.Module):
-    """Conv1d stack (stride 2 each) over ``(B, T, F)`` features -> ``(B, D)`` by masked mean pooling."""
+    """Stack of :class:`ConvBlock` over ``(B, T, F)`` features -> ``(B, D)`` by masked mean pooling."""
 
     def __init__(self, num_mel_bins: int, hidden: int, num_layers: int) -> None:
         super().__init__()
-        layers, channels = [], num_mel_bins
-        for _ in range(num_layers):
-            layers += [nn.Conv1d(channels, hidden, kernel_size=5, stride=2, padding=2), nn.GELU()]
-            channels = hidden
-        self.convs = nn.Sequential(*layers)
-        self.num_layers = num_layers
+        if num_layers < 1 or hidden < 1:
+            raise SpeechkitError(f"num_layers, hidden: expected >= 1, got {num_layers}, {hidden}")
+        sizes = [num_mel_bins] + [hidden] * num_layers
+        self.blocks = nn.ModuleList(ConvBlock(a, b) for a, b in zip(sizes, sizes[1:]))
 
     def forward(self, feats: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
         mask = lengths_to_mask(lens, feats.shape[1]).unsqueeze(-1)  # (B, T, 1)
         mean = (feats * mask).sum(1, keepdim=True) / lens[:, None, None]
         var = (((feats - mean) * mask) ** 2).sum(1, keepdim=True) / lens[:, None, None]
-        x = ((feats - mean) / (var + 1e-5).sqrt() * mask).transpose(1, 2)  # (B, F, T), utterance-normalized
-        x = self.convs(x)  # (B, D, T')
-        for _ in range(self.num_layers):
+        x = (feats - mean) / (var + 1e-5).sqrt() * mask  # (B, T, F), utterance-normalized
+        for block in self.blocks:
+            x = block(x)  # (B, T', D)
             lens = (lens - 1) // 2 + 1
-        keep = lengths_to_mask(lens, x.shape[-1]).unsqueeze(1)  # (B, 1, T')
-        return (x * keep).sum(-1) / lens[:, None]  # (B, D)
+        keep = lengths_to_mask(lens, x.shape[1]).unsqueeze(-1)  # (B, T', 1)
+        return (x * keep).sum(1) / lens[:, None]  # (B, D)
+
+
+def make_noisefit(noisefit: Union[bool, dict[str, Any]], head: str, num_layers: int) -> Optional[NoiseFiT]:
+    """``False`` -> None; ``True`` -> NoiseFiT defaults; a dict -> ``NoiseFiT(**dict)`` (unknown keys are errors).
+    Its ``n_layers`` blocks are chosen among the encoder's ``num_layers``."""
+    if noisefit is False:
+        return None
+    if head == "zloss":
+        raise SpeechkitError("noisefit: the NoiseFiT hybrid loss is built on cross-entropy; use head linear or "
+                             "harmonic, not zloss")
+    options = {} if noisefit is True else dict(noisefit)
+    try:
+        result = NoiseFiT(**options)
+    except TypeError as error:
+        raise SpeechkitError(f"noisefit: {error}; expected keys of speechkit.optim.NoiseFiT") from error
+    if result.n_layers > num_layers:
+        raise SpeechkitError(f"noisefit: n_layers {result.n_layers} exceeds the encoder's num_layers {num_layers}")
+    return result
 
 
 class AudioClassifier(L.LightningModule):
@@ -57,12 +92,19 @@ class AudioClassifier(L.LightningModule):
         label_field: ``"text"`` (the transcript is the class, e.g. "seven") or a key of ``supervision.custom``.
         num_mel_bins: feature bins of the input (as in the data config).
         hidden: encoder width and embedding size.
-        num_layers: convolution layers.
+        num_layers: convolution blocks.
         head: ``linear`` (+ cross-entropy), ``harmonic`` or ``zloss``.
         distance: harmonic-head distance (``speechkit.losses.HarmonicHead``).
         harmonic_n: harmonic exponent n.
-        zloss_a: Z-loss scale a.
-        zloss_b: Z-loss shift b.
+        zloss_a: Z-loss sharpness a.
+        zloss_b: Z-loss target z-score b (> 0; at most ``sqrt(len(labels) - 1)`` is reachable).
+        reweighting: per-sample loss re-weighting strategy (``linupper``, ``quadratic``, ``extremes``, ``upper``,
+            ``uniform``); ``None`` = plain mean.
+        reweighting_warmup_steps: steps of plain averaging before re-weighting starts.
+        noisefit: NoiseFiT on the encoder blocks: ``false`` = off, ``true`` = defaults, or a dict of
+            ``speechkit.optim.NoiseFiT`` arguments (e.g. ``{noise_std: 0.1, n_layers: 1}``). Blocks are selected by
+            SNR on the first training batch; the training loss becomes the hybrid loss (not with ``zloss`` or
+            ``reweighting``).
         optimizer: optimizer factory (LightningCLI ``class_path`` / ``init_args``).
         scheduler: learning-rate scheduler factory, stepped every optimizer step; ``None`` = constant.
     """
@@ -75,46 +117,43 @@ class AudioClassifier(L.LightningModule):
         hidden: int = 128,
         num_layers: int = 3,
         head: HeadKind = "linear",
-        distance: str = "euclidean",
+        distance: DistanceName = "euclidean",
         harmonic_n: float = 1.0,
         zloss_a: float = 1.0,
-        zloss_b: float = 0.0,
+        zloss_b: float = 1.0,
+        reweighting: Optional[Strategy] = None,
+        reweighting_warmup_steps: int = 0,
+        noisefit: Union[bool, dict[str, Any]] = False,
         optimizer: OptimizerCallable = torch.optim.AdamW,
         scheduler: Optional[LRSchedulerCallable] = None,
     ) -> None:
         super().__init__()
         if len(set(labels)) != len(labels) or len(labels) < 2:
-            raise SpeechkitError(f"labels must be at least two distinct names, got {labels}")
-        self.save_hyperparameters()
+            raise SpeechkitError(f"labels: expected at least two distinct names, got {labels}")
+        if head not in HEADS:
+            raise SpeechkitError(f"head: expected one of {list(HEADS)}, got {head!r}")
+        self.save_hyperparameters(ignore=["optimizer", "scheduler"])
         self.labels = list(labels)
         self.label_index = {name: i for i, name in enumerate(self.labels)}
         self.encoder = ConvEncoder(num_mel_bins, hidden, num_layers)
         self.head_kind = head
-        self.head = self._make_head(head, hidden, len(labels), distance, harmonic_n)
-        self.zloss = None
-        if head == "zloss":
-            from speechkit.losses import ZLoss
-
-            self.zloss = ZLoss(a=zloss_a, b=zloss_b)
+        self.head = HarmonicHead(hidden, len(labels), distance=distance, n=harmonic_n) if head == "harmonic" \
+            else nn.Linear(hidden, len(labels))
+        self.zloss = ZLoss(a=zloss_a, b=zloss_b, reduction="none") if head == "zloss" else None
+        self.reweighter = LossReweighter(reweighting, warmup_steps=reweighting_warmup_steps) if reweighting else None
+        self.noisefit = make_noisefit(noisefit, head, num_layers)
+        if self.noisefit is not None and self.reweighter is not None:
+            raise SpeechkitError("noisefit, reweighting: the NoiseFiT hybrid loss is not a per-sample loss; "
+                                 "switch on one of them")
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
-
-    @staticmethod
-    def _make_head(head: HeadKind, dim: int, n_classes: int, distance: str, n: float) -> nn.Module:
-        if head == "harmonic":
-            from speechkit.losses import HarmonicHead
-
-            return HarmonicHead(dim, n_classes, distance=distance, n=n)
-        if head in ("linear", "zloss"):
-            return nn.Linear(dim, n_classes)
-        raise SpeechkitError(f"head must be one of linear, harmonic, zloss; got {head!r}")
 
     def targets(self, batch: SpeechBatch) -> torch.Tensor:
         """Class indices ``(B,)`` of a batch; an unknown label names the cut."""
         field = self.hparams.label_field
         out = []
         for cut_id, text, custom in zip(batch.cut_ids, batch.texts, batch.custom):
-            value = text if field == "text" else custom.get(field)
+            value = text if field == "text" else (custom or {}).get(field)
             if str(value) not in self.label_index:
                 raise SpeechkitError(f"cut {cut_id!r}: label {value!r} ({field}) is not one of {self.labels}")
             out.append(self.label_index[str(value)])
@@ -124,29 +163,39 @@ class AudioClassifier(L.LightningModule):
         """Class scores ``(B, C)``: log-probabilities (harmonic) or logits (linear, Z-loss)."""
         return self.head(self.encoder(feats, lens))
 
-    def loss(self, scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def sample_losses(self, scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Per-sample losses ``(B,)`` of the head: NLL of the harmonic log-probabilities, Z-loss, or cross-entropy."""
         if self.head_kind == "harmonic":
-            return nn.functional.nll_loss(scores, targets)
+            return F.nll_loss(scores, targets, reduction="none")
         if self.head_kind == "zloss":
             return self.zloss(scores, targets)
-        return nn.functional.cross_entropy(scores, targets)
+        return F.cross_entropy(scores, targets, reduction="none")
+
+    def training_loss(self, batch: SpeechBatch, targets: torch.Tensor) -> torch.Tensor:
+        """The head's loss, re-weighted or replaced by the NoiseFiT hybrid loss when those switches are on."""
+        if self.noisefit is not None:
+            if not self.noisefit.selected:  # first batch (or first after a resume): pick blocks by SNR
+                self.noisefit.select_layers(self.encoder.blocks, lambda: self(batch.inputs, batch.input_lens))
+            return self.noisefit.loss(lambda: self(batch.inputs, batch.input_lens), targets)
+        losses = self.sample_losses(self(batch.inputs, batch.input_lens), targets)
+        return self.reweighter(losses, self.global_step) if self.reweighter is not None else losses.mean()
 
     def training_step(self, batch: SpeechBatch, batch_idx: int) -> torch.Tensor:
-        loss = self.loss(self(batch.inputs, batch.input_lens), self.targets(batch))
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss is {loss.item()} at step {self.global_step}")
+        loss = check_finite(self.training_loss(batch, self.targets(batch)), self.global_step, "train_loss")
         self.log("train_loss", loss, prog_bar=True, batch_size=len(batch))
         self.log("head_weight_norm", self.head_weight_norm(), batch_size=len(batch))
         return loss
 
     def head_weight_norm(self) -> torch.Tensor:
-        """Frobenius norm of the head's parameters (the weight-norm growth the harmonic-loss papers track)."""
-        return torch.sqrt(sum((p.detach() ** 2).sum() for p in self.head.parameters()))
+        """Frobenius norm of the head's class-vector matrix ``(C, D)`` (the linear weight or the harmonic class
+        centres, without bias or metric): the weight-norm growth the harmonic-loss papers track."""
+        return self.head.weight.detach().norm()
 
     def _eval_step(self, batch: SpeechBatch, prefix: str) -> None:
         scores = self(batch.inputs, batch.input_lens)
         targets = self.targets(batch)
-        self.log(f"{prefix}_loss", self.loss(scores, targets), batch_size=len(batch), sync_dist=True)
+        loss = self.sample_losses(scores, targets).mean()
+        self.log(f"{prefix}_loss", loss, batch_size=len(batch), sync_dist=True)
         accuracy = (scores.argmax(-1) == targets).float().mean()
         self.log(f"{prefix}_acc", accuracy, prog_bar=True, batch_size=len(batch), sync_dist=True)
 
@@ -156,7 +205,7 @@ class AudioClassifier(L.LightningModule):
     def test_step(self, batch: SpeechBatch, batch_idx: int) -> None:
         self._eval_step(batch, "test")
 
-    def configure_optimizers(self):
+    def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(self.parameters())
         if self.scheduler_factory is None:
             return optimizer
