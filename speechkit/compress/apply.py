@@ -78,6 +78,7 @@ class CompressConfig:
         max_new_tokens: override the decoding length limit.
         threads: torch CPU threads (0 = torch's default).
         skip_before: do not evaluate the uncompressed model.
+        extra: filled by the method (``qbert``: bits and Omega per block), saved in the report.
     """
 
     model: str
@@ -116,6 +117,8 @@ class CompressConfig:
             check_bits(int(choice), "choices")
         if self.method in ("baq", "qbert") and not min(self.choices) <= self.avg_bits <= 16:
             raise SpeechkitError(f"avg_bits={self.avg_bits} must be in [{min(self.choices)}, 16]")
+        if self.method == "baq" and float(self.avg_bits) != int(self.avg_bits):
+            raise SpeechkitError(f"avg_bits={self.avg_bits}: baq needs a whole number (its uniform GPTQ pass)")
         if self.quantizer not in ("rtn", "gptq"):
             raise SpeechkitError(f"quantizer {self.quantizer!r}: expected rtn or gptq")
         if self.method in FLOAT_FORMATS:
@@ -149,6 +152,15 @@ def load_task(model: str, pad_to_30s: Optional[bool] = None, max_new_tokens: Opt
     else:
         task = WhisperFinetune(model_name_or_path=model, **overrides)
     return task.eval()
+
+
+def check_targets(model: nn.Module, cfg: CompressConfig) -> None:
+    """Every target pattern matches an ``nn.Linear`` and ``group_size`` (where used) divides every target's row."""
+    linears = find_linears(model, list(cfg.targets))
+    grouped = cfg.method in ("rtn", "gptq", "qbert") or cfg.method in FLOAT_FORMATS and cfg.float_scale == "group"
+    if grouped and cfg.group_size is not None:
+        for m in linears.values():
+            check_group_size(cfg.group_size, m.in_features)
 
 
 def first_cuts(manifest: str, n: Optional[int], out: Path, name: str) -> str:
@@ -192,9 +204,6 @@ def evaluate(task, eval_batches: list) -> dict[str, float]:
 
 
 # ------------------------------------------------------------------ methods
-Compressor = Callable[[Tensor, object], Tensor]  # (weight, Hessian accumulator) -> new weight
-
-
 def _calibrate(task, calib: list) -> Callable[[nn.Module], None]:
     """Teacher-forced forward passes of the task over the calibration batches (the Hessian hooks see them)."""
     return lambda _model: [task(batch) for batch in calib]
@@ -205,7 +214,8 @@ def _group_units(weight: Tensor, group_size: Optional[int]) -> int:
 
 
 def apply_method(task, cfg: CompressConfig, calib: list) -> dict[str, float]:
-    """Compress ``task.model`` in place; returns the counted bits of every target weight (see ``weight_bits``)."""
+    """Compress ``task.model`` in place; returns the counted bits of every target weight (``int_bits``,
+    ``sparse_bits``, or the method's own count)."""
     model, targets, method = task.model, list(cfg.targets), cfg.method
     linears = find_linears(model, targets)  # fails early, naming a pattern that matches nothing
     if method == "none":
@@ -218,8 +228,6 @@ def apply_method(task, cfg: CompressConfig, calib: list) -> dict[str, float]:
                              cfg.sequential)
         return {name: sparse_bits(m.weight) for name, m in linears.items()}
     if method in ("rtn", "gptq"):
-        for m in linears.values():
-            check_group_size(cfg.group_size, m.in_features)
         if method == "rtn":
             quantize_weights(model, targets, lambda w: quantize_rtn(w, cfg.bits, cfg.group_size))
         else:
@@ -345,7 +353,7 @@ def compress(cfg: CompressConfig) -> dict:
     eval_manifest = first_cuts(cfg.eval_cuts, cfg.num_eval, out, "eval_cuts")
     calib_manifest = first_cuts(cfg.calib_cuts or cfg.eval_cuts, cfg.num_calib, out, "calib_cuts")
     task = load_task(cfg.model, cfg.pad_to_30s, cfg.max_new_tokens)
-    find_linears(task.model, list(cfg.targets))  # a pattern that matches nothing fails before any decoding
+    check_targets(task.model, cfg)  # a pattern that matches nothing or a bad group size fails before decoding
     eval_batches = batches(task, eval_manifest, cfg.batch_size)
     report: dict = {"config": None, "before": None}
     if not cfg.skip_before:
