@@ -13,10 +13,18 @@ Corpora: ``lognormal`` (synthetic, Common-Voice-shaped: log-normal durations wit
 tokens ~ Poisson(rate x duration) with a per-speaker rate around 14 characters/s) and ``fsdd`` (the real FSDD
 train split, durations read from the WAV headers by ``speechkit.data.corpora.fsdd``; tokens = characters of
 the digit word); and any prepared cut manifest given with ``--cuts NAME=PATH`` (e.g. a corpus synthesized by
-``speechkit prepare synthetic``; tokens = characters of the transcript). Not here: the samples/second of the data
-pipeline (issue 5 item 5), which needs the data module.
+``speechkit prepare synthetic``; tokens = characters of the transcript).
+
+With ``--pipeline``: the throughput of the data pipeline alone (issue 5 item 5) on every corpus with audio (``fsdd``
+and the ``--cuts`` manifests): ``SpeechDataModule(config=DataConfig(...)).train_dataloader()`` with the 2-D bins,
+batch sizes from ``--pipeline-max-duration`` and the Whisper tokenizer of ``ct2:tiny.en``, i.e. reading and
+resampling audio to 16 kHz, Whisper log-mel features, tokenizing and collating, with 0, 1 and 2 workers; samples and
+audio seconds delivered per wall second over ``--pipeline-batches`` batches after the first one (worker start-up
+left out). Compare with the audio seconds per second training consumes
+(``benchmarks/whisper_training_throughput.py``).
 
     python benchmarks/bucketing.py --json bucketing.json [--corpus lognormal fsdd] [--cuts synth=cuts_train.jsonl.gz]
+        [--pipeline [--pipeline-workers 0 1 2] [--pipeline-batches 20] [--pipeline-max-duration 30]]
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ import os
 import random
 import sys
 import tempfile
+import time
 import warnings
 from pathlib import Path
 
@@ -102,6 +111,57 @@ def measure(cuts: CutSet, batch_size: int, num_buckets: int, num_subbuckets: int
     return results
 
 
+class WhisperTokenize:
+    """``text -> ids`` of a Whisper tokenizer with its prompt (what ``WhisperFinetune.tokenize`` gives the data module)."""
+
+    def __init__(self, model: str = "ct2:tiny.en") -> None:
+        from speechkit.models.pretrained import load_whisper
+
+        self.tokenizer = load_whisper(model).tokenizer
+
+    def __call__(self, text: str) -> list[int]:
+        return self.tokenizer(text).input_ids
+
+
+def pipeline_throughput(cuts: CutSet, workers: int, num_buckets: int, num_subbuckets: int, max_duration: float,
+                        max_batches: int, seed: int, tokenize: WhisperTokenize) -> dict:
+    """Samples and audio seconds per second of the ``SpeechDataModule`` train loader alone (no model)."""
+    from speechkit.data import DataConfig, SpeechDataModule
+
+    bins = estimate_bucket_bins(cuts, num_buckets, num_subbuckets)
+    with tempfile.TemporaryDirectory() as folder:
+        path = str(Path(folder) / "cuts.jsonl.gz")
+        cuts.to_file(path)
+        config = DataConfig(train_cuts=path, bucket_duration_bins=[list(b) for b in bins.bins],
+                            bucket_max_tps=bins.max_tps, max_duration=max_duration, num_workers=workers, seed=seed)
+        dm = SpeechDataModule(config=config)
+        dm.tokenizer = tokenize
+        start = time.perf_counter()
+        iterator = iter(dm.train_dataloader())
+        next(iterator)  # the first batch pays for worker start-up
+        first = time.perf_counter()
+        samples = audio = batches = 0
+        for batch in iterator:
+            samples, audio, batches = samples + len(batch), audio + float(batch.durations.sum()), batches + 1
+            if batches == max_batches:
+                break
+        wall = time.perf_counter() - first
+        del iterator
+    return {"workers": workers, "batches": batches, "samples_per_s": samples / wall, "audio_s_per_s": audio / wall,
+            "first_batch_s": first - start, "mean_batch_size": samples / max(1, batches)}
+
+
+def pipeline_table(pipeline: dict) -> str:
+    """Markdown table: corpus x workers."""
+    lines = ["| corpus | workers | samples / s | audio s / s | mean batch | batches | first batch s |",
+             "|---|---|---|---|---|---|---|"]
+    for corpus, runs in pipeline.items():
+        for r in runs:
+            lines.append(f"| {corpus} | {r['workers']} | {r['samples_per_s']:.1f} | {r['audio_s_per_s']:.1f} | "
+                         f"{r['mean_batch_size']:.1f} | {r['batches']} | {r['first_batch_s']:.1f} |")
+    return "\n".join(lines)
+
+
 def table(results: dict) -> str:
     """Markdown table: corpus x strategy."""
     lines = ["| corpus | batching | input padding | output padding | mean batch | batches | dropped |",
@@ -123,22 +183,38 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num-subbuckets", type=int, default=3)
     parser.add_argument("--num-cuts", type=int, default=20000, help="size of the lognormal corpus")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--pipeline", action="store_true", help="also measure the data pipeline's throughput")
+    parser.add_argument("--pipeline-workers", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--pipeline-batches", type=int, default=20, help="batches timed per worker count")
+    parser.add_argument("--pipeline-max-duration", type=float, default=30.0, help="padded seconds per batch")
     default_data = os.environ.get("SPEECHKIT_DATA", str(Path(__file__).resolve().parents[2] / "shared/data"))
     parser.add_argument("--data-dir", default=default_data, help="shared data folder (holds fsdd/)")
     args = parser.parse_args(argv)
-    results = {}
+    results, with_audio = {}, {}
     for corpus in args.corpus:
         cuts = lognormal_corpus(args.num_cuts, args.seed) if corpus == "lognormal" else fsdd_corpus(Path(args.data_dir))
         results[corpus] = measure(cuts, args.batch_size, args.num_buckets, args.num_subbuckets, args.seed)
+        if corpus == "fsdd":
+            with_audio[corpus] = cuts
     for named in args.cuts:
         name, _, path = named.partition("=")
         if not name or not path:
             parser.error(f"--cuts {named!r}: expected NAME=PATH")
-        results[name] = measure(manifest_corpus(path), args.batch_size, args.num_buckets, args.num_subbuckets,
-                                args.seed)
-    settings = {k: getattr(args, k) for k in ("batch_size", "num_buckets", "num_subbuckets", "num_cuts", "seed")}
-    Path(args.json).write_text(json.dumps({"settings": settings, "results": results}, indent=2))
+        with_audio[name] = manifest_corpus(path)
+        results[name] = measure(with_audio[name], args.batch_size, args.num_buckets, args.num_subbuckets, args.seed)
+    pipeline = {}
+    if args.pipeline:
+        tokenize = WhisperTokenize()
+        pipeline = {name: [pipeline_throughput(cuts, workers, args.num_buckets, args.num_subbuckets,
+                                               args.pipeline_max_duration, args.pipeline_batches, args.seed, tokenize)
+                           for workers in args.pipeline_workers] for name, cuts in with_audio.items()}
+    keys = ("batch_size", "num_buckets", "num_subbuckets", "num_cuts", "seed", "pipeline_max_duration",
+            "pipeline_batches")
+    settings = {k: getattr(args, k) for k in keys} | {"load_average": os.getloadavg(), "cpu_count": os.cpu_count()}
+    Path(args.json).write_text(json.dumps({"settings": settings, "results": results, "pipeline": pipeline}, indent=2))
     print(table(results))
+    if pipeline:
+        print(pipeline_table(pipeline))
     return 0
 
 
