@@ -14,13 +14,7 @@ from speechkit.curvature import (hutchinson_samples, hutchinson_trace, hvp, powe
 from speechkit.errors import SpeechkitError
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensors on a shared 2-core machine: extra intra-op threads only contend."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _mlp_problem(seed: int = 0):

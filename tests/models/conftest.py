@@ -49,18 +49,6 @@ def package_dir():
     return _package_dir
 
 
-@pytest.fixture(autouse=True, scope="session")
-def speechkit_cache(tmp_path_factory: pytest.TempPathFactory):
-    """Keep converted weights in a temporary cache, never in the user's home."""
-    old = os.environ.get("SPEECHKIT_CACHE")
-    os.environ["SPEECHKIT_CACHE"] = str(tmp_path_factory.mktemp("speechkit-cache"))
-    yield Path(os.environ["SPEECHKIT_CACHE"])
-    if old is None:
-        os.environ.pop("SPEECHKIT_CACHE", None)
-    else:
-        os.environ["SPEECHKIT_CACHE"] = old
-
-
 def tiny_config(vocab_size: int, eot: int, start: int, **overrides) -> WhisperConfig:
     fields = dict(
         vocab_size=vocab_size, d_model=16, encoder_layers=2, decoder_layers=2, encoder_attention_heads=2,
