@@ -3,6 +3,7 @@ and saved weights match the configuration; bad options are ``SpeechkitError`` na
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -17,7 +18,7 @@ TARGET_PREFIXES = ("model.encoder.layers.", "model.decoder.layers.")
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+def setup(tmp_path_factory: pytest.TempPathFactory) -> dict:
     from speechkit.testing import tiny_whisper_dir, tone_corpus
 
     torch.set_num_threads(1)
@@ -29,20 +30,38 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
             "root": str(root)}
 
 
+@pytest.fixture(autouse=True)
+def load_once(setup: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each run gets a fresh copy of the tiny model but shares the (slow to load, read-only) tokenizer."""
+    from speechkit.models.ctranslate2 import WhisperBundle
+    from speechkit.models.pretrained import load_whisper
+
+    if "bundle" not in setup:
+        setup["bundle"] = load_whisper(setup["model"])
+    cached = setup["bundle"]
+
+    def load(name: str, cache: bool = True) -> WhisperBundle:
+        assert name == setup["model"]
+        return WhisperBundle(copy.deepcopy(cached.model), cached.tokenizer, cached.feature_extractor,
+                             copy.deepcopy(cached.generation_config))
+
+    monkeypatch.setattr("speechkit.tasks.whisper_finetune.load_whisper", load)
+
+
 def target_weights(folder: Path) -> dict[str, torch.Tensor]:
     state = load_file(str(folder / "model.safetensors"))
     return {k: v for k, v in state.items()
             if k.startswith(TARGET_PREFIXES) and k.endswith(".weight") and "layer_norm" not in k}
 
 
-def run(setup: dict[str, str], method: str, name: str, **kwargs) -> dict:
+def run(setup: dict, method: str, name: str, **kwargs) -> dict:
     cfg = CompressConfig(model=setup["model"], method=method, eval_cuts=setup["eval"], calib_cuts=setup["calib"],
                          num_calib=2, out_dir=str(Path(setup["root"]) / name), max_new_tokens=3, skip_before=True,
                          **kwargs)
     return compress(cfg)
 
 
-def test_magnitude_cli_reports_and_saves_the_configured_sparsity(setup: dict[str, str], capsys) -> None:
+def test_magnitude_cli_reports_and_saves_the_configured_sparsity(setup: dict, capsys) -> None:
     out = Path(setup["root"]) / "magnitude"
     assert main(["--model", setup["model"], "--method", "magnitude", "--sparsity", "0.5", "--eval-cuts", setup["eval"],
                  "--out", str(out), "--max-new-tokens", "3", "--num-calib", "2"]) == 0
@@ -65,14 +84,14 @@ def _zeros_before(model_dir: str) -> int:
     return sum(int((w == 0).sum()) for w in target_weights(Path(model_dir)).values())
 
 
-def test_sparsegpt_prunes_exactly_the_configured_fraction(setup: dict[str, str]) -> None:
+def test_sparsegpt_prunes_exactly_the_configured_fraction(setup: dict) -> None:
     report = run(setup, "sparsegpt", "sparsegpt", sparsity=0.25)
     weights = target_weights(Path(setup["root"]) / "sparsegpt" / "model")
     assert all(int((w == 0).sum()) == w.numel() // 4 for w in weights.values())
     assert report["after"]["target_sparsity"] == 0.25
 
 
-def test_rtn_groups_hold_at_most_2_to_the_bits_levels(setup: dict[str, str]) -> None:
+def test_rtn_groups_hold_at_most_2_to_the_bits_levels(setup: dict) -> None:
     report = run(setup, "rtn", "rtn", bits=3, group_size=16)
     for w in target_weights(Path(setup["root"]) / "rtn" / "model").values():
         groups = w.reshape(-1, 16)
@@ -86,12 +105,12 @@ def test_rtn_groups_hold_at_most_2_to_the_bits_levels(setup: dict[str, str]) -> 
     (["--method", "sparsegpt", "--sparsity", "-0.1"], "sparsity"),
     (["--method", "gptq", "--bits", "1"], "bits"),
 ])
-def test_bad_options_fail_before_loading(setup: dict[str, str], argv: list[str], message: str) -> None:
+def test_bad_options_fail_before_loading(setup: dict, argv: list[str], message: str) -> None:
     with pytest.raises(SpeechkitError, match=message):
         main(["--model", "/no/such/model", "--eval-cuts", setup["eval"], "--out", setup["root"] + "/bad", *argv])
 
 
-def test_target_pattern_matching_nothing_and_bad_group_size(setup: dict[str, str]) -> None:
+def test_target_pattern_matching_nothing_and_bad_group_size(setup: dict) -> None:
     with pytest.raises(SpeechkitError, match="model.decoder.blocks"):
         run(setup, "rtn", "bad_pattern", targets=("model.decoder.blocks.*",))
     with pytest.raises(SpeechkitError, match="group_size=24"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,25 @@ def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     torch.set_num_threads(1)
     return tiny_whisper_dir(tmp_path_factory.mktemp("tiny") / "whisper", multilingual=False)
+
+
+@pytest.fixture(scope="module")
+def bundle(tiny_dir: Path):
+    from speechkit.models.pretrained import load_whisper
+
+    return load_whisper(str(tiny_dir))
+
+
+@pytest.fixture(autouse=True)
+def load_once(bundle, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every task gets a fresh copy of the model but shares the (slow to load, read-only) tokenizer."""
+    from speechkit.models.ctranslate2 import WhisperBundle
+
+    def load(name: str, cache: bool = True) -> WhisperBundle:
+        return WhisperBundle(copy.deepcopy(bundle.model), bundle.tokenizer, bundle.feature_extractor,
+                             copy.deepcopy(bundle.generation_config))
+
+    monkeypatch.setattr("speechkit.tasks.whisper_finetune.load_whisper", load)
 
 
 def make_batch(task: WhisperDistill, seed: int = 0) -> SpeechBatch:
