@@ -1,0 +1,77 @@
+"""Table and loss-curve PNG for the FSDD classification runs of recipes/fsdd/classify_heads.sh.
+
+    python recipes/fsdd/classify_report.py table RUN_DIR...          # markdown table: accuracy, weight norm, time
+    python recipes/fsdd/classify_report.py plot OUT.png RUN_DIR...   # train loss (smoothed), lr and dev loss per run
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def metrics(run: Path) -> dict[str, list[tuple[int, float]]]:
+    """Every column of the run's CSVLogger metrics.csv as (step, value) pairs."""
+    (path,) = sorted(run.glob("lightning_logs/version_*/metrics.csv"))[-1:]
+    columns: dict[str, list[tuple[int, float]]] = {}
+    with path.open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            for key, value in row.items():
+                if key not in ("step", "epoch") and value not in ("", None):
+                    columns.setdefault(key, []).append((int(row["step"]), float(value)))
+    return columns
+
+
+def test_accuracy(run: Path) -> float:
+    match = re.search(r"test_acc\W+([0-9.]+)", (run / "test.log").read_text())
+    return float(match.group(1)) if match else float("nan")
+
+
+def table(runs: list[Path]) -> None:
+    print("| config | test acc | final dev acc | head weight norm: step 0 -> last (x growth) | fit wall s | fit CPU s |")
+    print("|---|---|---|---|---|---|")
+    for run in runs:
+        columns = metrics(run)
+        norms = columns["head_weight_norm"]
+        wall, user, system = (float(x) for x in (run / "fit_time.txt").read_text().split()[-3:])
+        print(f"| {run.name} | {test_accuracy(run):.3f} | {columns['val_acc'][-1][1]:.3f} | {norms[0][1]:.2f} -> "
+              f"{norms[-1][1]:.2f} (x{norms[-1][1] / norms[0][1]:.2f}) | {wall:.0f} | {user + system:.0f} |")
+
+
+def plot(out: Path, runs: list[Path], window: int = 10) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (loss_axis, lr_axis) = plt.subplots(2, 1, figsize=(8, 7), sharex=True, height_ratios=[3, 1])
+    for run in runs:
+        columns = metrics(run)
+        steps, losses = np.array(columns["train_loss"]).T
+        smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
+        line = loss_axis.plot(steps[window - 1:], smooth, label=f"{run.name} train (mean of {window})")[0]
+        dev_steps, dev_losses = np.array(columns["val_loss"]).T
+        loss_axis.plot(dev_steps, dev_losses, "o--", color=line.get_color(), label=f"{run.name} dev")
+        lr_columns = [key for key in columns if key.startswith("lr-")]
+        for key in lr_columns:
+            lr_axis.plot(*np.array(columns[key]).T, color=line.get_color())
+    loss_axis.set_ylabel("loss")
+    loss_axis.set_yscale("log")
+    loss_axis.legend(fontsize=8)
+    lr_axis.set_ylabel("lr")
+    lr_axis.set_xlabel("step")
+    figure.tight_layout()
+    figure.savefig(out, dpi=80)
+    print(f"plot: {out}")
+
+
+if __name__ == "__main__":
+    command, *rest = sys.argv[1:]
+    if command == "table":
+        table([Path(p) for p in rest])
+    else:
+        plot(Path(rest[0]), [Path(p) for p in rest[1:]])
