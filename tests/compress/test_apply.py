@@ -17,11 +17,12 @@ from speechkit.errors import SpeechkitError
 TARGET_PREFIXES = ("model.encoder.layers.", "model.decoder.layers.")
 
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory) -> dict:
     from speechkit.testing import tiny_whisper_dir, tone_corpus
 
-    torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("compress")
     tone_corpus(root / "data", "train", num_cuts=4)
     tone_corpus(root / "data", "test", num_cuts=3, seed=1)

@@ -13,11 +13,12 @@ from speechkit.errors import SpeechkitError
 from speechkit.tasks.whisper_distill import WhisperDistill
 
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from speechkit.testing import tiny_whisper_dir
 
-    torch.set_num_threads(1)
     return tiny_whisper_dir(tmp_path_factory.mktemp("tiny") / "whisper", multilingual=False)
 
 
