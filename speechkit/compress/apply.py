@@ -187,18 +187,22 @@ def batches(task, manifest: str, batch_size: int) -> list:
 
 
 @torch.no_grad()
-def evaluate(task, eval_batches: list) -> dict[str, float]:
-    """Greedy WER (normalized and raw) and decode speed (audio seconds per wall second of ``transcribe``)."""
+def evaluate(task, eval_batches: list, predictions: Optional[Path] = None) -> dict[str, float]:
+    """Greedy WER (normalized and raw) and decode speed (audio seconds per wall second of ``transcribe``);
+    ``{"id", "ref", "hyp"}`` lines go to ``predictions`` when given."""
     from speechkit.metrics.stateful import WERMetric
 
     metric = WERMetric(language=task._metric_language(task.hparams.language))
-    audio, wall = 0.0, 0.0
+    audio, wall, rows = 0.0, 0.0, []
     for batch in eval_batches:
         start = time.perf_counter()
         hyps = task.transcribe(batch)
         wall += time.perf_counter() - start
         audio += float(batch.durations.sum())
         metric.update(batch.texts, hyps)
+        rows += [{"id": i, "ref": r, "hyp": h} for i, r, h in zip(batch.cut_ids, batch.texts, hyps)]
+    if predictions is not None:
+        predictions.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
     scores = {name: float(value) for name, value in metric.compute().items()}
     return {**scores, "audio_s": audio, "decode_wall_s": wall, "speed_x": audio / max(wall, 1e-9)}
 
@@ -357,12 +361,14 @@ def compress(cfg: CompressConfig) -> dict:
     eval_batches = batches(task, eval_manifest, cfg.batch_size)
     report: dict = {"config": None, "before": None}
     if not cfg.skip_before:
-        report["before"] = {**evaluate(task, eval_batches), **_dense_size(task, out / "uncompressed")}
+        report["before"] = {**evaluate(task, eval_batches, out / "predictions_before.jsonl"),
+                            **_dense_size(task, out / "uncompressed")}
     start = time.perf_counter()
     target_bits = apply_method(task, cfg, batches(task, calib_manifest, cfg.batch_size))
     compress_s = time.perf_counter() - start
     folder = _save(task, out / "model")
-    report["after"] = {**evaluate(task, eval_batches), **size_report(task.model, target_bits, folder),
+    report["after"] = {**evaluate(task, eval_batches, out / "predictions_after.jsonl"),
+                       **size_report(task.model, target_bits, folder),
                        "compress_s": compress_s}
     report["config"] = asdict(cfg)
     report["counting"] = ("compressed_bytes: targets as stored by the method (INT-k: k bits/weight + fp16 scale and "

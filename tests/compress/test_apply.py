@@ -77,8 +77,10 @@ def test_magnitude_cli_reports_and_saves_the_configured_sparsity(setup: dict, ca
     assert after["target_parameters"] == total and after["parameters"] == before["parameters"]
     assert before["nonzero_parameters"] - after["nonzero_parameters"] == zeros - _zeros_before(setup["model"])
     assert after["target_bits_per_weight"] == 32 * 0.5 + 1  # fp32 nonzeros + a 1-bit bitmap
-    for row in (before, after):
+    for row, part in ((before, "before"), (after, "after")):
         assert 0 <= row["wer"] and row["speed_x"] > 0 and row["audio_s"] > 0
+        lines = [json.loads(line) for line in (out / f"predictions_{part}.jsonl").read_text().splitlines()]
+        assert len(lines) == 3 and {"id", "ref", "hyp"} <= set(lines[0])
 
 
 def _zeros_before(model_dir: str) -> int:
