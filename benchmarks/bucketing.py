@@ -20,11 +20,12 @@ and the ``--cuts`` manifests): ``SpeechDataModule(config=DataConfig(...)).train_
 batch sizes from ``--pipeline-max-duration`` and the Whisper tokenizer of ``ct2:tiny.en``, i.e. reading and
 resampling audio to 16 kHz, Whisper log-mel features, tokenizing and collating, with 0, 1 and 2 workers; samples and
 audio seconds delivered per wall second over ``--pipeline-batches`` batches after the first one (worker start-up
-left out). Compare with the audio seconds per second training consumes
-(``benchmarks/whisper_training_throughput.py``).
+left out). PyTorch gives each worker one thread; ``--pipeline-threads`` sets the main process's (0 workers). Compare
+with the audio seconds per second training consumes (``benchmarks/whisper_training_throughput.py``).
 
     python benchmarks/bucketing.py --json bucketing.json [--corpus lognormal fsdd] [--cuts synth=cuts_train.jsonl.gz]
-        [--pipeline [--pipeline-workers 0 1 2] [--pipeline-batches 20] [--pipeline-max-duration 30]]
+        [--pipeline [--pipeline-workers 0 1 2] [--pipeline-batches 20] [--pipeline-max-duration 30]
+        [--pipeline-threads 1]]
 """
 
 from __future__ import annotations
@@ -112,7 +113,7 @@ def measure(cuts: CutSet, batch_size: int, num_buckets: int, num_subbuckets: int
 
 
 class WhisperTokenize:
-    """``text -> ids`` of a Whisper tokenizer with its prompt (what ``WhisperFinetune.tokenize`` gives the data module)."""
+    """``text -> ids`` of a Whisper tokenizer, prompt included (as ``WhisperFinetune.tokenize`` for the data module)."""
 
     def __init__(self, model: str = "ct2:tiny.en") -> None:
         from speechkit.models.pretrained import load_whisper
@@ -187,6 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pipeline-workers", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--pipeline-batches", type=int, default=20, help="batches timed per worker count")
     parser.add_argument("--pipeline-max-duration", type=float, default=30.0, help="padded seconds per batch")
+    parser.add_argument("--pipeline-threads", type=int, default=None,
+                        help="torch threads of the main process (workers always use 1); default: torch's")
     default_data = os.environ.get("SPEECHKIT_DATA", str(Path(__file__).resolve().parents[2] / "shared/data"))
     parser.add_argument("--data-dir", default=default_data, help="shared data folder (holds fsdd/)")
     args = parser.parse_args(argv)
@@ -204,12 +207,16 @@ def main(argv: list[str] | None = None) -> int:
         results[name] = measure(with_audio[name], args.batch_size, args.num_buckets, args.num_subbuckets, args.seed)
     pipeline = {}
     if args.pipeline:
+        if args.pipeline_threads:
+            import torch
+
+            torch.set_num_threads(args.pipeline_threads)
         tokenize = WhisperTokenize()
         pipeline = {name: [pipeline_throughput(cuts, workers, args.num_buckets, args.num_subbuckets,
                                                args.pipeline_max_duration, args.pipeline_batches, args.seed, tokenize)
                            for workers in args.pipeline_workers] for name, cuts in with_audio.items()}
     keys = ("batch_size", "num_buckets", "num_subbuckets", "num_cuts", "seed", "pipeline_max_duration",
-            "pipeline_batches")
+            "pipeline_batches", "pipeline_threads")
     settings = {k: getattr(args, k) for k in keys} | {"load_average": os.getloadavg(), "cpu_count": os.cpu_count()}
     Path(args.json).write_text(json.dumps({"settings": settings, "results": results, "pipeline": pipeline}, indent=2))
     print(table(results))
