@@ -240,15 +240,6 @@ class WhisperDistill(WhisperFinetune):
             self.apply_surgery(checkpoint["speechkit_surgery"])
 
     # ------------------------------------------------------------ losses
-    def shift_labels(self, batch: SpeechBatch) -> tuple[Tensor, Tensor]:
-        """Decoder inputs ``(B, U-1)`` and labels with the prompt and padding set to -100 (as ``forward``)."""
-        if batch.tokens is None:
-            raise SpeechkitError("batch has no token ids: the data module must take `tokenize` from this task")
-        inputs, labels = batch.tokens[:, :-1], batch.tokens[:, 1:].clone()
-        positions = torch.arange(labels.shape[1], device=labels.device)[None, :]
-        ignore = (positions < len(self.prompt) - 1) | (positions >= batch.token_lens[:, None] - 1)
-        return inputs, labels.masked_fill(ignore, -100)
-
     def _masks(self, batch: SpeechBatch, lens: Tensor, frames: int) -> dict[str, Tensor]:
         """Real positions: decoder input tokens ``(B, U-1)``, encoder frames ``(B, ceil(frames / 2))``."""
         tokens = torch.arange(batch.tokens.shape[1] - 1, device=lens.device)[None, :] < batch.token_lens[:, None] - 1

@@ -169,16 +169,19 @@ class WhisperFinetune(L.LightningModule):
             feats = torch.cat([feats, pad], dim=-1)
         return feats, lens
 
-    def forward(self, batch: SpeechBatch) -> torch.Tensor:
-        """Mean token loss of a batch (prompt and padding masked)."""
+    def shift_labels(self, batch: SpeechBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Decoder inputs ``(B, U-1)`` and labels ``(B, U-1)`` with the prompt and padding set to -100."""
         if batch.tokens is None:
             raise SpeechkitError("batch has no token ids: the data module must take `tokenize` from this task")
-        feats, lens = self._features(batch)
-        tokens = batch.tokens  # (B, U)
-        inputs, labels = tokens[:, :-1], tokens[:, 1:].clone()  # (B, U-1)
+        inputs, labels = batch.tokens[:, :-1], batch.tokens[:, 1:]
         positions = torch.arange(labels.shape[1], device=labels.device)[None, :]
         ignore = (positions < len(self.prompt) - 1) | (positions >= batch.token_lens[:, None] - 1)  # prompt, padding
-        labels = labels.masked_fill(ignore, -100)
+        return inputs, labels.masked_fill(ignore, -100)
+
+    def forward(self, batch: SpeechBatch) -> torch.Tensor:
+        """Mean token loss of a batch (prompt and padding masked)."""
+        inputs, labels = self.shift_labels(batch)
+        feats, lens = self._features(batch)
         if self.hparams.pad_to_30s:
             logits = self.model(input_features=feats, decoder_input_ids=inputs).logits
         else:
