@@ -23,6 +23,7 @@ from torch import nn
 
 from speechkit.data.batches import SpeechBatch
 from speechkit.errors import SpeechkitError
+from speechkit.losses.checks import check_finite
 from speechkit.metrics.stateful import WERMetric
 from speechkit.models.adaptation import apply_lora, count_trainable, freeze_encoder_layers
 from speechkit.models.pretrained import load_whisper
@@ -190,13 +191,11 @@ class WhisperFinetune(L.LightningModule):
         return nn.functional.cross_entropy(logits.transpose(1, 2), labels, ignore_index=-100)
 
     def training_step(self, batch: SpeechBatch, batch_idx: int) -> torch.Tensor:
-        loss = self(batch)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"training loss is {loss.item()} at step {self.global_step}")
+        loss = check_finite(self(batch), self.global_step, "training loss")
         self.log("train_loss", loss, prog_bar=True, batch_size=len(batch))
         self.log("audio_s", batch.durations.sum(), reduce_fx="sum", batch_size=len(batch))
-        self.log("padding_in", 1 - batch.input_lens.sum() / (len(batch) * self._features(batch)[0].shape[-1]),
-                 batch_size=len(batch))
+        frames = WHISPER_FRAMES if self.hparams.pad_to_30s else batch.inputs.shape[1]  # what the encoder saw
+        self.log("padding_in", 1 - batch.input_lens.sum() / (len(batch) * frames), batch_size=len(batch))
         return loss
 
     # ------------------------------------------------------------ decoding

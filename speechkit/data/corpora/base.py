@@ -10,7 +10,7 @@ import logging
 from pathlib import Path
 from typing import Mapping
 
-from lhotse import CutSet, RecordingSet, SupervisionSet
+from lhotse import CutSet, Recording, RecordingSet, SupervisionSegment, SupervisionSet
 from lhotse.utils import fastcopy
 
 from speechkit.errors import SpeechkitError
@@ -33,6 +33,16 @@ def require_dir(path: str | Path, corpus: str) -> Path:
     if not path.is_dir():
         raise SpeechkitError(f"{corpus}: source folder {path} does not exist or is not a folder")
     return path
+
+
+def whole_recording_supervision(
+    recording: Recording, text: str, language: str, speaker: str, custom: dict | None = None
+) -> SupervisionSegment:
+    """One supervision spanning all of a single-utterance recording, with the recording's id."""
+    return SupervisionSegment(
+        id=recording.id, recording_id=recording.id, start=0.0, duration=recording.duration, channel=0,
+        text=text, language=language, speaker=speaker, custom=custom,
+    )
 
 
 def write_split(

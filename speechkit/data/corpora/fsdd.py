@@ -11,9 +11,9 @@ import argparse
 import re
 from pathlib import Path
 
-from lhotse import Recording, RecordingSet, SupervisionSegment, SupervisionSet
+from lhotse import Recording, RecordingSet, SupervisionSet
 
-from speechkit.data.corpora.base import require_dir, write_splits
+from speechkit.data.corpora.base import require_dir, whole_recording_supervision, write_splits
 from speechkit.errors import SpeechkitError
 
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
@@ -54,16 +54,8 @@ def prepare(source_dir: str | Path, out_dir: str | Path) -> dict:
             recording = Recording.from_file(path, recording_id=path.stem)
         except Exception as error:  # soundfile raises several types for corrupt audio
             raise SpeechkitError(f"fsdd: cannot read audio file {path}: {error}") from error
-        supervision = SupervisionSegment(
-            id=path.stem,
-            recording_id=path.stem,
-            start=0.0,
-            duration=recording.duration,
-            channel=0,
-            text=DIGIT_WORDS[digit],
-            language="en",
-            speaker=speaker,
-            custom={"digit": digit, "take": take},
+        supervision = whole_recording_supervision(
+            recording, DIGIT_WORDS[digit], "en", speaker, custom={"digit": digit, "take": take}
         )
         recs, sups = splits[split_of_take(take)]
         recs.append(recording)

@@ -34,7 +34,7 @@ from typing import Sequence
 
 from lhotse import CutSet, Recording, RecordingSet, SupervisionSegment, SupervisionSet
 
-from speechkit.data.corpora.base import write_splits
+from speechkit.data.corpora.base import whole_recording_supervision, write_splits
 from speechkit.data.synth import SpeakerStyle, Synthesizer, draw_styles, synthesize_to_file
 from speechkit.errors import SpeechkitError
 
@@ -166,16 +166,8 @@ def _synthesize_one(
 ) -> tuple[Recording, SupervisionSegment]:
     path = synthesize_to_file(synth, utterance.text, style, audio_dir, sample_rate)
     recording = Recording.from_file(path, recording_id=utterance.id)
-    supervision = SupervisionSegment(
-        id=utterance.id,
-        recording_id=utterance.id,
-        start=0.0,
-        duration=recording.duration,
-        channel=0,
-        text=utterance.text,
-        language=language_of_voice(style.voice),
-        speaker=style.name,
-        custom=dict(utterance.custom) or None,
+    supervision = whole_recording_supervision(
+        recording, utterance.text, language_of_voice(style.voice), style.name, custom=dict(utterance.custom) or None
     )
     return recording, supervision
 
