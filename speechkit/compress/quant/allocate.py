@@ -11,8 +11,13 @@ its number of weights and ``budget`` the allowed average bits per weight, so an 
 * ``"ilp"`` - Pan et al. 2026, "SNIP": exact 0/1 integer program ``min sum x_ip L_i(b_p)`` s.t. one choice per
   unit and the budget (``scipy.optimize.milp``).
 * ``"rank"`` (alias ``"qbert"``, ``"cptquant"``) - Shen et al. 2020, "Q-BERT" and Nanda et al. 2024, "CPTQuant":
-  units sorted by sensitivity (Q-BERT's ``Omega = |mean lambda| + std lambda``, or a CPTQuant score); from the most
-  sensitive down, each gets the widest choice that still leaves the least width for every unit after it [D].
+  ``sensitivity`` is a per-weight score (Q-BERT's ``Omega = |mean lambda| + std lambda``, or a CPTQuant score), and
+  a more sensitive unit must not get fewer bits. The widths minimise the second-order proxy
+  ``sum_i s_i n_i 2^(-theta b_i)`` (``Delta L ~ 1/2 Omega ||Delta W||^2`` with ``||Delta W||^2 ~ n 2^(-theta b)``;
+  the integer program of Yao et al. 2021, "HAWQ-V3", Eq. 7), solved exactly like "ilp"; then the widths of
+  equal-cost units are re-sorted by score, which keeps the cost and never raises the proxy [D].
+  (The earlier widest-first greedy gave the top unit 8 bits and could leave the next, larger unit at 2 bits while a
+  smaller, far less sensitive unit took the remaining slack.)
 """
 
 from __future__ import annotations
@@ -107,37 +112,46 @@ def _baq(sensitivity: np.ndarray, cost: np.ndarray, budget: float, levels: list[
 
 
 def _ilp(sensitivity: np.ndarray, cost: np.ndarray, budget: float, levels: list[int], theta: float) -> np.ndarray:
-    loss = _model_loss(sensitivity, levels, theta)  # (U, P)
-    units, options = loss.shape
+    return _solve_table(_model_loss(sensitivity, levels, theta), cost, budget, levels)
+
+
+def _solve_table(loss: np.ndarray, cost: np.ndarray, budget: float, levels: list[int]) -> np.ndarray:
+    """Exact 0/1 program: one choice per unit, ``sum cost * bits <= budget * sum cost``, least total ``loss``."""
+    units, options = loss.shape  # (U, P)
     one_each = np.kron(np.eye(units), np.ones(options))  # (U, U*P)
     weight = (cost[:, None] * np.asarray(levels, dtype=float)[None, :]).ravel()  # (U*P,)
     scale = cost.sum()
     result = milp(
-        loss.ravel(),
+        loss.ravel() / max(float(np.abs(loss).max()), 1e-300),  # O(1) objective for the solver's tolerances
         constraints=[LinearConstraint(one_each, 1, 1),
                      LinearConstraint(weight[None, :] / scale, -np.inf, budget + 1e-9)],
         integrality=np.ones(units * options),
         bounds=Bounds(0, 1),
+        options={"mip_rel_gap": 0.0},
     )
     if result.x is None:
         raise SpeechkitError(f"budget={budget}: the integer program found no feasible allocation ({result.message})")
     return np.round(result.x).reshape(units, options).argmax(axis=1)
 
 
-def _rank(sensitivity: np.ndarray, cost: np.ndarray, budget: float, levels: list[int]) -> np.ndarray:
+def _rank(sensitivity: np.ndarray, cost: np.ndarray, budget: float, levels: list[int], theta: float) -> np.ndarray:
     if sensitivity.ndim != 1:
         raise SpeechkitError("method='rank' needs a 1-D sensitivity (one score per unit)")
-    index = np.zeros(len(cost), dtype=int)
-    spent = levels[0] * cost.sum()
-    limit = budget * cost.sum() + 1e-9
-    for _ in range(2):  # the first pass gives the widest that fits, the second fills what is left one step at a time
-        for unit in np.argsort(-sensitivity, kind="stable"):
-            for option in range(len(levels) - 1, index[unit], -1):
-                extra = cost[unit] * (levels[option] - levels[index[unit]])
-                if spent + extra <= limit:
-                    index[unit], spent = option, spent + extra
-                    break
-    return index
+    # a negative score (PMPQ: compressing the unit lowered the loss) counts as insensitive in the proxy
+    proxy = np.clip(sensitivity, 0.0, None) * cost
+    index = _solve_table(_model_loss(proxy, levels, theta), cost, budget, levels)
+    return sort_within_equal_cost(index, sensitivity, cost)
+
+
+def sort_within_equal_cost(index: np.ndarray, sensitivity: np.ndarray, cost: np.ndarray) -> np.ndarray:
+    """Hand the widths of each equal-cost group to its units in order of sensitivity (cost unchanged; for any loss
+    ``s_i f(b_i)`` with ``f`` falling this is the exchange argument, so the loss never rises)."""
+    out = index.copy()
+    for value in np.unique(cost):
+        members = np.flatnonzero(cost == value)
+        by_score = members[np.argsort(-sensitivity[members], kind="stable")]
+        out[by_score] = np.sort(index[members])[::-1]
+    return out
 
 
 def allocate_bits(
@@ -172,7 +186,7 @@ def allocate_bits(
     elif method == "ilp":
         index = _ilp(s, n, float(budget), levels, theta)
     elif method in ("rank", "qbert", "cptquant"):
-        index = _rank(s, n, float(budget), levels)
+        index = _rank(s, n, float(budget), levels, theta)
     else:
         raise SpeechkitError(f"method must be 'baq', 'ilp', 'rank', 'qbert' or 'cptquant', got {method!r}")
     return torch.as_tensor(np.asarray(levels)[index], dtype=torch.int64)

@@ -100,3 +100,40 @@ def test_ilp_objective_never_rises_with_a_larger_budget() -> None:
     model_loss = lambda b: float((s * torch.exp2(-2.0 * b.double())).sum())  # noqa: E731
     losses = [model_loss(allocate_bits(s, None, budget, "ilp")) for budget in (2.0, 2.5, 3.0, 4.0, 6.0, 8.0)]
     assert losses == sorted(losses, reverse=True)
+
+
+@pytest.mark.parametrize("method", ["rank", "qbert", "cptquant"])
+def test_rank_does_not_starve_a_sensitive_block_after_the_top_one_takes_8_bits(method: str) -> None:
+    # Q-BERT Omega and target weights of a 2+2-layer Whisper (d_model 32, ffn 64): decoder blocks cost 3/2 of an
+    # encoder block. The old widest-first greedy gave [2, 3, 8, 2]: decoder.1 (Omega 31) got 2 bits while
+    # encoder.1 (Omega 0.06) took the 3 that the leftover budget could buy for the smaller block.
+    omega = torch.tensor([0.0126, 0.0558, 64.87, 31.32])
+    cost = torch.tensor([8192.0, 8192, 12288, 12288])
+    bits = allocate_bits(omega, cost, 4.0, method=method, choices=(2, 3, 4, 8))
+    assert (cost * bits).sum().item() == 4.0 * cost.sum().item()  # the budget is met exactly
+    order = torch.argsort(omega, descending=True)
+    assert bits[order].tolist() == sorted(bits.tolist(), reverse=True)  # monotone in Omega
+    assert bits.tolist() == [4, 4, 4, 4]  # the proxy's optimum: 4+4+4+4 beats 8+3+... and 8+2+2+2
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_rank_is_monotone_within_equal_cost_and_leaves_no_usable_slack(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    units = 12
+    score = np.exp(rng.uniform(-6, 6, units))
+    cost = rng.choice([2.0, 3.0], units)  # two block sizes, like encoder / decoder blocks
+    budget = 4.0
+    bits = allocate_bits(torch.from_numpy(score), torch.from_numpy(cost), budget, "qbert").numpy()
+    for i in range(units):
+        for j in range(units):
+            if cost[i] == cost[j] and score[i] > score[j]:
+                assert bits[i] >= bits[j], (i, j, bits)
+    slack = budget * cost.sum() - float((cost * bits).sum())
+    assert slack >= 0
+    step = {2: 1, 3: 1, 4: 4, 8: np.inf}  # bits to the next choice of (2, 3, 4, 8)
+    assert all(cost[i] * step[int(bits[i])] > slack for i in range(units))  # no unit could still be raised
+
+
+def test_rank_accepts_negative_scores_as_insensitive() -> None:
+    bits = allocate_bits(torch.tensor([-0.5, 2.0, -0.1, 1.0]), None, 3.0, method="cptquant", choices=(2, 4))
+    assert bits.tolist() == [2, 4, 2, 4]
