@@ -11,7 +11,11 @@ from the teacher's weights by structured surgery, plus a frozen copy of the teac
   of Large Language Models"), each kept student block against the teacher block it came from, encoder and decoder.
 * Surgery: remove a contiguous block of ``n`` layers where the angular distance ``d(x^l, x^(l+n))`` is smallest
   (Gromov et al. 2024, "The Unreasonable Ineffectiveness of the Deeper Layers"), or given layer indices; and/or
-  keep the ``*_ffn_keep`` most important MLP neurons per layer by Minitron's activation importance.
+  keep the ``*_ffn_keep`` most important MLP neurons and the ``*_heads_keep`` most important attention heads per
+  layer by Minitron's activation importance (self- and cross-attention alike).
+* ``student_init``: the student starts from other weights of the same shapes (a pruned model written by
+  ``speechkit compress``) while the teacher stays dense: sparse fine-tuning with SquareHead; the
+  ``GradualPruning`` callback (``schedule: null``) keeps its zeros fixed.
 
 Data-dependent surgery runs in ``setup`` on the first ``calibration_batches`` training batches; the plan is saved
 in the checkpoint (``speechkit_surgery``) so ``load_from_checkpoint`` rebuilds the student's shapes. The teacher
@@ -32,6 +36,7 @@ from speechkit.compress.prune import (
     ActivationImportance,
     angular_distance_profile,
     best_block,
+    prune_heads,
     remove_layers,
     slice_mlp,
     top_indices,
@@ -45,6 +50,8 @@ from speechkit.tasks.whisper_finetune import WhisperFinetune
 # stack path -> (config key of its depth, config key of its MLP width)
 STACKS = {"model.encoder.layers": ("encoder_layers", "encoder_ffn_dim"),
           "model.decoder.layers": ("decoder_layers", "decoder_ffn_dim")}
+HEADS = {"model.encoder.layers": ("encoder_attention_heads", ("self_attn",)),
+         "model.decoder.layers": ("decoder_attention_heads", ("self_attn", "encoder_attn"))}
 Removal = Union[int, list[int]]
 
 
@@ -76,6 +83,14 @@ class WhisperDistill(WhisperFinetune):
         remove_encoder_layers: the same for the encoder.
         decoder_ffn_keep: keep this many MLP neurons in every decoder layer (Minitron importance); ``None`` = all.
         encoder_ffn_keep: the same for the encoder.
+        decoder_heads_keep: keep this many heads in every decoder attention (self and cross; Minitron importance
+            of each head's output before ``out_proj``); ``None`` = all. The head width stays 64, so the layer's
+            attention width becomes ``keep * head_dim`` (the student loads back from its checkpoint, not from a
+            Hugging Face config, whose ``head_dim = d_model / heads`` cannot express it).
+        encoder_heads_keep: the same for the encoder.
+        student_init: a Hugging Face Whisper folder of the teacher's shapes whose weights the student starts from
+            (e.g. ``<out>/model`` of ``speechkit compress``); the teacher keeps ``model_name_or_path`` +
+            ``init_checkpoint``.
         calibration_batches: training batches used to choose layers / neurons.
         alpha: weight of the cross-entropy on the transcript.
         beta: weight of the logit KD loss.
@@ -94,6 +109,9 @@ class WhisperDistill(WhisperFinetune):
         remove_encoder_layers: Removal = 0,
         decoder_ffn_keep: Optional[int] = None,
         encoder_ffn_keep: Optional[int] = None,
+        decoder_heads_keep: Optional[int] = None,
+        encoder_heads_keep: Optional[int] = None,
+        student_init: Optional[str] = None,
         calibration_batches: int = 4,
         alpha: float = 1.0,
         beta: float = 1.0,
@@ -120,8 +138,11 @@ class WhisperDistill(WhisperFinetune):
                          init_checkpoint=init_checkpoint, predictions_file=predictions_file)
         self.removals = {"model.decoder.layers": remove_decoder_layers, "model.encoder.layers": remove_encoder_layers}
         self.ffn_keep = {"model.decoder.layers": decoder_ffn_keep, "model.encoder.layers": encoder_ffn_keep}
+        self.heads_keep = {"model.decoder.layers": decoder_heads_keep, "model.encoder.layers": encoder_heads_keep}
         self._check_surgery()
         self._teacher = [copy.deepcopy(self.model).eval().requires_grad_(False)]  # a list: not a submodule
+        if student_init:
+            self._load_student(student_init)
         self.surgery: Optional[dict[str, Any]] = None
         if not self._needs_data():
             self.apply_surgery(self.plan_surgery([]))
@@ -148,10 +169,23 @@ class WhisperDistill(WhisperFinetune):
             keep, width = self.ffn_keep[stack], self.model.config.to_dict()[STACKS[stack][1]]
             if keep is not None and not 1 <= keep <= width:
                 raise SpeechkitError(f"{side}_ffn_keep={keep}: expected 1 <= keep <= {width}")
+            keep, heads = self.heads_keep[stack], self.model.config.to_dict()[HEADS[stack][0]]
+            if keep is not None and not 1 <= keep <= heads:
+                raise SpeechkitError(f"{side}_heads_keep={keep}: expected 1 <= keep <= {heads}")
+
+    def _load_student(self, folder: str) -> None:
+        """Start the student from another Whisper of the same shapes (strict: every weight must fit)."""
+        from speechkit.models.pretrained import load_whisper
+
+        state = load_whisper(folder).model.state_dict()
+        try:
+            self.model.load_state_dict(state, strict=True)
+        except RuntimeError as error:
+            raise SpeechkitError(f"student_init {folder}: weights do not fit the teacher's shapes ({error})") from None
 
     def _needs_data(self) -> bool:
         return any(isinstance(r, int) and r > 0 for r in self.removals.values()) or any(
-            k is not None for k in self.ffn_keep.values())
+            k is not None for k in [*self.ffn_keep.values(), *self.heads_keep.values()])
 
     @property
     def teacher(self) -> nn.Module:
@@ -182,15 +216,21 @@ class WhisperDistill(WhisperFinetune):
         """Which layers to remove and which MLP neurons to keep, measured on the unmodified model.
 
         Returns:
-            ``{"remove": {stack: [layer indices]}, "neurons": {"<stack>.<i>": [kept neuron indices]}}``.
+            ``{"remove": {stack: [layer indices]}, "neurons": {"<stack>.<i>": [kept neuron indices]},
+            "heads": {"<stack>.<i>.<attention>": [kept head indices]}}``.
         """
         batches = list(batches)
         if self._needs_data() and not batches:
             raise SpeechkitError("plan_surgery needs calibration batches for angular distance / neuron importance")
-        plan: dict[str, Any] = {"remove": {}, "neurons": {}}
+        plan: dict[str, Any] = {"remove": {}, "neurons": {}, "heads": {}}
         profiles = {stack: [] for stack, r in self.removals.items() if isinstance(r, int) and r > 0}
         patterns = [f"{stack}.*.fc1" for stack, keep in self.ffn_keep.items() if keep is not None]
-        with ActivationImportance(self.model, neurons=patterns) if patterns else contextlib.nullcontext() as imp:
+        config = self.model.config.to_dict()
+        heads = {f"{stack}.*.{attn}.out_proj": config[HEADS[stack][0]]
+                 for stack, keep in self.heads_keep.items() if keep is not None for attn in HEADS[stack][1]}
+        scoring = patterns or heads
+        with ActivationImportance(self.model, neurons=patterns, heads=heads) if scoring else \
+                contextlib.nullcontext() as imp:
             for batch in batches:
                 self._profile_batch(batch, profiles)
         for stack, removal in self.removals.items():
@@ -202,6 +242,11 @@ class WhisperDistill(WhisperFinetune):
         for stack, keep in self.ffn_keep.items():
             for i in range(len(self.model.get_submodule(stack)) if keep is not None else 0):
                 plan["neurons"][f"{stack}.{i}"] = top_indices(imp.scores[f"{stack}.{i}.fc1"], keep).tolist()
+        for stack, keep in self.heads_keep.items():
+            for i in range(len(self.model.get_submodule(stack)) if keep is not None else 0):
+                for attn in HEADS[stack][1]:
+                    name = f"{stack}.{i}.{attn}"
+                    plan["heads"][name] = top_indices(imp.scores[f"{name}.out_proj"], keep).tolist()
         return plan
 
     def _profile_batch(self, batch: SpeechBatch, profiles: dict[str, list[Tensor]]) -> None:
@@ -221,6 +266,12 @@ class WhisperDistill(WhisperFinetune):
         for name, keep in plan["neurons"].items():
             slice_mlp(self.model, f"{name}.fc1", f"{name}.fc2", torch.tensor(keep))
             setattr(self.model.config, STACKS[name.rsplit(".", 1)[0]][1], len(keep))
+        for name, keep in plan.get("heads", {}).items():
+            attention = self.model.get_submodule(name)
+            chosen = torch.zeros(attention.num_heads)
+            chosen[torch.tensor(keep)] = 1.0  # prune_heads keeps the top ones: exactly these
+            prune_heads(self.model, [f"{name}.{p}_proj" for p in "qkv"], f"{name}.out_proj", attention.num_heads,
+                        chosen, len(keep), attention=name)
         for stack, removed in plan["remove"].items():
             if removed:
                 remove_layers(self.model, stack, removed, config_key=STACKS[stack][0])

@@ -133,3 +133,64 @@ def test_checkpoint_round_trip_rebuilds_the_student(tiny_dir: Path, tmp_path: Pa
 def test_bad_settings_name_the_argument(tiny_dir: Path, kwargs: dict, message: str) -> None:
     with pytest.raises(SpeechkitError, match=message):
         WhisperDistill(str(tiny_dir), **kwargs)
+
+
+def test_heads_keep_equals_the_teacher_with_the_dropped_heads_zeroed(tiny_dir: Path, tmp_path: Path) -> None:
+    task = WhisperDistill(str(tiny_dir), decoder_heads_keep=1, gamma=1.0, max_new_tokens=3)
+    batches = [make_batch(task, 0), make_batch(task, 1)]
+    plan = task.plan_surgery(batches)
+    names = [f"model.decoder.layers.{i}.{a}" for i in range(2) for a in ("self_attn", "encoder_attn")]
+    assert sorted(plan["heads"]) == sorted(names) and all(len(v) == 1 for v in plan["heads"].values())
+    task.apply_surgery(plan)
+    reference = copy.deepcopy(task.teacher)  # the teacher with every dropped head's out_proj columns set to 0
+    with torch.no_grad():
+        for name, kept in plan["heads"].items():
+            out = reference.get_submodule(f"{name}.out_proj")
+            dropped = 1 - kept[0]
+            out.weight[:, dropped * 16:(dropped + 1) * 16] = 0  # tiny: 2 heads of width 16
+    for name in names:
+        attn = task.model.get_submodule(name)
+        assert attn.num_heads == 1 and attn.q_proj.out_features == 16 and attn.out_proj.in_features == 16
+    feats, lens = task._features(batches[0])
+    inputs = task.shift_labels(batches[0])[0]
+    assert torch.allclose(task._logits(task.model, feats, lens, inputs), task._logits(reference, feats, lens, inputs),
+                          atol=1e-5)
+    assert len(task.transcribe(batches[0])) == 2  # cached decoding runs with the narrower attention
+    assert task.distill_losses(batches[0])["squarehead"] > 0
+    checkpoint = {"state_dict": task.state_dict()}
+    task.on_save_checkpoint(checkpoint)
+    fresh = WhisperDistill(str(tiny_dir), decoder_heads_keep=1)
+    fresh.on_load_checkpoint(checkpoint)
+    fresh.load_state_dict(checkpoint["state_dict"], strict=True)
+    task.eval(), fresh.eval()
+    assert torch.equal(task(batches[1]), fresh(batches[1]))
+
+
+def test_student_init_starts_a_sparse_student_beside_a_dense_teacher(tiny_dir: Path, bundle, tmp_path: Path) -> None:
+    import shutil
+
+    from speechkit.compress.prune import magnitude_prune
+
+    folder = tmp_path / "pruned"
+    shutil.copytree(tiny_dir, folder)
+    pruned = copy.deepcopy(bundle.model)
+    with torch.no_grad():
+        for layer in pruned.model.decoder.layers:
+            layer.fc1.weight.copy_(magnitude_prune(layer.fc1.weight, 0.5))
+    pruned.save_pretrained(folder)
+    task = WhisperDistill(str(tiny_dir), student_init=str(folder), gamma=1.0)
+    for student, teacher in zip(task.model.model.decoder.layers, task.teacher.model.decoder.layers):
+        assert (student.fc1.weight == 0).float().mean().item() == 0.5
+        assert (teacher.fc1.weight == 0).float().mean().item() == 0.0
+    assert task.distill_losses(make_batch(task))["squarehead"] > 0  # the student no longer equals its teacher
+
+    narrow = WhisperDistill(str(tiny_dir), decoder_ffn_keep=16)
+    narrow.apply_surgery(narrow.plan_surgery([make_batch(narrow)]))
+    narrow.model.save_pretrained(folder)
+    with pytest.raises(SpeechkitError, match="student_init"):
+        WhisperDistill(str(tiny_dir), student_init=str(folder))
+
+
+def test_bad_heads_keep_is_named(tiny_dir: Path) -> None:
+    with pytest.raises(SpeechkitError, match="decoder_heads_keep=3"):
+        WhisperDistill(str(tiny_dir), decoder_heads_keep=3)
