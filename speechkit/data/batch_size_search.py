@@ -65,7 +65,11 @@ class SearchResult:
 
 
 def bisect_batch_size(
-    fits: Callable[[int], bool], start: int = 32, tolerance: float = 0.05, max_batch_size: int = 4096
+    fits: Callable[[int], bool],
+    start: int = 32,
+    tolerance: float = 0.05,
+    max_batch_size: int = 4096,
+    known_fit: int = 0,
 ) -> SearchResult:
     """Largest batch size that fits, to within ``tolerance``: double from ``start`` until a failure, then bisect.
 
@@ -74,7 +78,8 @@ def bisect_batch_size(
     stop when ``(min_err - max_ok) / min_err <= tolerance`` or ``min_err - max_ok <= 1``; answer ``max_ok``.
     So the answer ``r`` fits and ``(B* - r) / B* <= tolerance`` for the true largest fitting size ``B*`` (if
     fitting is monotone in the batch size). Sizes above ``max_batch_size`` are never tried; if it fits, it is the
-    answer.
+    answer. ``known_fit`` is a size already known to fit (a larger bucket's answer): nothing at or below it is
+    tried, so the answer is never smaller.
 
     Raises:
         SpeechkitError: not even a batch of one fits.
@@ -82,8 +87,10 @@ def bisect_batch_size(
     if start < 1 or max_batch_size < 1:
         raise SpeechkitError(f"start={start}, max_batch_size={max_batch_size}; expected positive integers")
     result = SearchResult(batch_size=0)
-    max_ok, min_err = 0, max_batch_size + 1
-    size = min(start, max_batch_size)
+    max_ok, min_err = min(max(known_fit, 0), max_batch_size), max_batch_size + 1
+    if max_ok == max_batch_size:
+        return SearchResult(batch_size=max_ok)
+    size = min(max(start, max_ok + 1), max_batch_size)
     while True:
         ok = fits(size)
         result.trials.append((size, ok))
@@ -213,8 +220,10 @@ def find_batch_sizes(
     """Largest batch size per bucket that fits the memory budget (OOMptimizer, ``speech.md`` 2(a)).
 
     Buckets are searched from the last (largest) to the first; the first search starts at ``start``, each
-    next one at twice the previous answer, so where memory grows with the bucket's size the answers never
-    decrease towards shorter buckets.
+    next one at twice the previous answer. A bucket no longer in duration and tokens than one already searched
+    needs no more memory per example, so that bucket's answer is a known fit and the search never goes below it:
+    without this floor, measurement noise (on CPU the process's resident set drifts up by tens of MB over a
+    search) gave shorter buckets smaller sizes than longer ones when the budget was close to the fixed cost.
 
     Args:
         step: one real training step on a synthetic batch: ``step(batch_size, duration_s, num_tokens)``
@@ -238,13 +247,17 @@ def find_batch_sizes(
         use_mmap_for_large_allocations()
     fits = _probe(step, device, None if memory_budget is None else int(memory_budget))
     sizes: list[int] = [0] * len(buckets)
+    shapes = [_shape(bucket, tokens_per_second) for bucket in buckets]
     next_start = start
     for index in reversed(range(len(buckets))):
-        duration, num_tokens = _shape(buckets[index], tokens_per_second)
-        log.info("bucket %d/%d (%.2f s, %d tokens): search from %d", index + 1, len(buckets), duration, num_tokens,
-                 next_start)
+        duration, num_tokens = shapes[index]
+        known_fit = max((sizes[j] for j in range(index + 1, len(buckets))
+                         if shapes[j][0] >= duration and shapes[j][1] >= num_tokens), default=0)
+        log.info("bucket %d/%d (%.2f s, %d tokens): search from %d, %d known to fit", index + 1, len(buckets),
+                 duration, num_tokens, next_start, known_fit)
         try:
-            found = bisect_batch_size(lambda b: fits(b, duration, num_tokens), next_start, tolerance, max_batch_size)
+            found = bisect_batch_size(lambda b: fits(b, duration, num_tokens), next_start, tolerance, max_batch_size,
+                                      known_fit)
         except SpeechkitError as error:
             raise SpeechkitError(f"bucket {index} ({duration} s, {num_tokens} tokens): {error}") from None
         sizes[index] = found.batch_size

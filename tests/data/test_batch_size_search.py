@@ -50,6 +50,23 @@ def test_search_is_within_tolerance_below_the_largest_fitting_size(memory, start
     assert [d for _, d in calls[:1]] == [30.0]  # the largest bucket is searched first
 
 
+def test_a_shorter_bucket_never_gets_a_smaller_size_than_a_longer_one_despite_noise():
+    """A noisy probe (as CPU RSS drifts) under which short buckets fit only a batch of one."""
+    trials: list = []
+
+    def step(batch_size: int, duration_s: float, num_tokens: int) -> None:
+        trials.append((batch_size, duration_s))
+        if batch_size > (1 if duration_s < 2.0 else 40):  # drift: the later, shorter buckets look out of memory
+            raise torch.OutOfMemoryError("fake: noisy out of memory")
+
+    buckets = [(0.5, 10), (1.0, 30), (2.0, 20), (3.0, 20)]
+    sizes = find_batch_sizes(step, buckets, start=8)
+    assert sizes[3] >= 38 and sizes[2] >= sizes[3]  # (2.0, 20) is dominated by (3.0, 20)
+    assert sizes[0] >= sizes[2]  # (0.5, 10) is dominated by both: never below their answers
+    assert sizes[1] == 1  # (1.0, 30) has more tokens than any searched bucket: no floor, so the noise shows
+    assert all(b > sizes[3] for b, d in trials if d == 2.0)  # nothing at or below a known fit is tried
+
+
 def test_trials_grow_logarithmically():
     calls: list = []
     found = bisect_batch_size(lambda b: calls.append(b) or b <= 100_000, start=1, max_batch_size=10**9)
