@@ -13,6 +13,7 @@ not these distances in log space.
 
 from __future__ import annotations
 
+import math
 from typing import Callable, Literal
 
 import torch
@@ -75,16 +76,35 @@ def log_cosine(x: Tensor, weight: Tensor) -> Tensor:
 
 
 def log_mahalanobis(x: Tensor, weight: Tensor, metric: Tensor) -> Tensor:
-    """log sqrt((x - w)^T M (x - w)) with M = metric (N, N), symmetrised; negative forms clamp to 0."""
+    """log sqrt((x - w)^T M (x - w)) for a given matrix M = metric (N, N), symmetrised.
+
+    M must be positive semi-definite: a negative form (indefinite M) is clamped to 0 and its gradient is lost. A
+    learnable M should be parametrised through a factor (:func:`log_mahalanobis_factor`), as HarmonicHead does.
+    """
     m = 0.5 * (metric + metric.T)
     xm = x @ m
     q = (xm * x).sum(-1, keepdim=True) + ((weight @ m) * weight).sum(-1)[None, :] - 2.0 * xm @ weight.T
     return 0.5 * _safe_log(q.clamp_min(0.0))
 
 
-def log_mahalanobis_factor(x: Tensor, weight: Tensor, factor: Tensor) -> Tensor:
-    """Mahalanobis with M = L L^T: ||L^T (x - w)|| = Euclidean distance of x L and w L. factor L (N, N)."""
-    return log_euclidean(x @ factor, weight @ factor)
+def log_mahalanobis_factor(x: Tensor, weight: Tensor, factor: Tensor, ridge: float = 0.0) -> Tensor:
+    """Mahalanobis with ``M = A A^T + ridge I`` (positive semi-definite for any A, definite for ridge > 0).
+
+    ``(x - w)^T M (x - w) = ||A^T (x - w)||^2 + ridge ||x - w||^2``: the Euclidean distances of ``x A`` and ``w A``
+    plus the ridge term, added in log space (``logaddexp``). Neither term can be negative.
+
+    Args:
+        x: (M, N) features.
+        weight: (V, N) class vectors.
+        factor: A (N, N) (any square matrix; a lower-triangular L gives the Cholesky form ``M = L L^T``).
+        ridge: lambda >= 0.
+    """
+    if ridge < 0:
+        raise SpeechkitError(f"ridge: expected >= 0, got {ridge}")
+    log_q = 2.0 * log_euclidean(x @ factor, weight @ factor)  # log ||A^T (x - w)||^2, (M, V)
+    if ridge > 0:
+        log_q = torch.logaddexp(log_q, math.log(ridge) + 2.0 * log_euclidean(x, weight))
+    return 0.5 * log_q
 
 
 def log_hamming(x: Tensor, weight: Tensor, temperature: float = 1.0) -> Tensor:
@@ -101,7 +121,14 @@ def log_canberra(x: Tensor, weight: Tensor, denominator_min: float = 1e-3) -> Te
 
 
 def log_bray_curtis(x: Tensor, weight: Tensor, denominator_min: float = 1e-3, absolute: bool = False) -> Tensor:
-    """log of sum|x - w| / |sum(x + w)| (``absolute``: / sum(|x| + |w|), bounded in [0, 1] for signed features)."""
+    """log of sum|x - w| / |sum(x + w)| (the paper's definition, ``bray_curtis``), or with ``absolute`` (the repo's
+    ``abs`` variant, ``bray_curtis_abs``) of sum|x - w| / sum(|x| + |w|), bounded in [0, 1].
+
+    The two agree on non-negative vectors, the domain of Bray-Curtis. On signed vectors the paper's denominator
+    ``|sum(x + w)|`` passes through 0 whenever a class vector's coordinate sum cancels the input's, so the distance
+    follows the class vectors' sums, not the input; a harmonic head with it did not learn FSDD (recipes/fsdd/README.md).
+    Use ``absolute`` for signed features.
+    """
     if absolute:
         denominator = x.abs().sum(-1, keepdim=True) + weight.abs().sum(-1)[None, :]
     else:

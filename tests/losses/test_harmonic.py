@@ -76,10 +76,9 @@ def test_mahalanobis_with_identity_equals_euclidean():
         head = _head(kind, mahalanobis_lambda=0.0)
         with torch.no_grad():
             head.weight.copy_(euclid.weight)
-            if kind == "mahalanobis":
-                head.metric.copy_(torch.eye(4))
-            if kind == "mahalanobis_cholesky":
+            if kind != "mahalanobis_diagonal":  # M = A A^T (+ 0 I) and M = L L^T with A = L = I
                 head.factor.copy_(torch.eye(4))
+            torch.testing.assert_close(head.metric_matrix(), torch.eye(4, dtype=torch.float64))
         torch.testing.assert_close(head(x), euclid(x), rtol=0, atol=1e-12)
 
 
@@ -122,6 +121,12 @@ def test_bad_input_names_the_argument():
         HarmonicHead(4, 3, n=0.0)
     with pytest.raises(SpeechkitError, match="^p:"):
         HarmonicHead(4, 3, distance="minkowski", p=-1.0)
+    with pytest.raises(SpeechkitError, match="^metric_init_scale:"):
+        HarmonicHead(4, 3, distance="mahalanobis", metric_init_scale=0.0)
+    with pytest.raises(SpeechkitError, match="^mahalanobis_lambda:"):
+        HarmonicHead(4, 3, distance="mahalanobis", mahalanobis_lambda=-1.0)
+    with pytest.raises(SpeechkitError, match="^metric_matrix:"):
+        HarmonicHead(4, 3).metric_matrix()
     with pytest.raises(SpeechkitError, match="x: expected last dimension 4"):
         HarmonicHead(4, 3)(torch.randn(2, 5))
     with pytest.raises(SpeechkitError, match="distance"):
