@@ -1,6 +1,9 @@
 """Table and loss-curve PNG for the FSDD classification runs of recipes/fsdd/classify_heads.sh.
 
     python recipes/fsdd/classify_report.py table RUN_DIR...          # markdown table: accuracy, weight norm, time
+
+A RUN_DIR with ``seed_*`` sub-directories (classify_heads.sh with SEEDS) is one row: mean +- sample standard
+deviation (n - 1) over its seeds, the per-seed test accuracies in brackets.
     python recipes/fsdd/classify_report.py plot OUT.png RUN_DIR...   # train loss (smoothed), lr and dev loss per run
 """
 
@@ -31,15 +34,34 @@ def test_accuracy(run: Path) -> float:
     return float(match.group(1)) if match else float("nan")
 
 
+def summary(run: Path) -> dict[str, float]:
+    """One run's test accuracy, last dev accuracy, head weight norm at the first/last step and fit times."""
+    columns = metrics(run)
+    norms = columns["head_weight_norm"]
+    wall, user, system = (float(x) for x in (run / "fit_time.txt").read_text().split()[-3:])
+    return {"test": test_accuracy(run), "dev": columns["val_acc"][-1][1], "norm0": norms[0][1],
+            "norm": norms[-1][1], "growth": norms[-1][1] / norms[0][1], "wall": wall, "cpu": user + system}
+
+
+def mean_std(values: list[float], digits: int) -> str:
+    """``mean +- std`` (sample std, n - 1) or the single value."""
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{np.mean(values):.{digits}f} ± {np.std(values, ddof=1):.{digits}f}"
+
+
 def table(runs: list[Path]) -> None:
-    print("| config | test acc | final dev acc | head weight norm: step 0 -> last (x growth) | fit wall s | fit CPU s |")
-    print("|---|---|---|---|---|---|")
+    print("| config | seeds | test acc | final dev acc | head weight norm: step 0 -> last (x growth) | fit wall s "
+          "| fit CPU s |")
+    print("|---|---|---|---|---|---|---|")
     for run in runs:
-        columns = metrics(run)
-        norms = columns["head_weight_norm"]
-        wall, user, system = (float(x) for x in (run / "fit_time.txt").read_text().split()[-3:])
-        print(f"| {run.name} | {test_accuracy(run):.3f} | {columns['val_acc'][-1][1]:.3f} | {norms[0][1]:.2f} -> "
-              f"{norms[-1][1]:.2f} (x{norms[-1][1] / norms[0][1]:.2f}) | {wall:.0f} | {user + system:.0f} |")
+        seeds = sorted(run.glob("seed_*")) or [run]
+        rows = [summary(seed) for seed in seeds]
+        values = {key: [row[key] for row in rows] for key in rows[0]}
+        tests = " (" + ", ".join(f"{v:.3f}" for v in values["test"]) + ")" if len(rows) > 1 else ""
+        print(f"| {run.name} | {len(rows)} | {mean_std(values['test'], 3)}{tests} | {mean_std(values['dev'], 3)} | "
+              f"{np.mean(values['norm0']):.2f} -> {mean_std(values['norm'], 2)} (x{mean_std(values['growth'], 2)}) | "
+              f"{np.mean(values['wall']):.0f} | {mean_std(values['cpu'], 0)} |")
 
 
 def plot(out: Path, runs: list[Path], window: int = 10) -> None:
