@@ -344,5 +344,8 @@ class WhisperDistill(WhisperFinetune):
     def on_fit_start(self) -> None:
         student = sum(p.numel() for p in self.model.parameters())
         teacher = sum(p.numel() for p in self.teacher.parameters())
+        plan = self.surgery or {}
+        kept = {kind: sorted({len(v) for v in plan.get(kind, {}).values()}) for kind in ("neurons", "heads")}
         print(f"WhisperDistill: student {student:,} parameters ({student / teacher:.1%} of the teacher's {teacher:,}); "
-              f"surgery {self.surgery}")
+              f"removed layers {plan.get('remove', {})}, MLP neurons kept per layer {kept['neurons'] or 'all'}, "
+              f"heads kept per attention {kept['heads'] or 'all'}")
