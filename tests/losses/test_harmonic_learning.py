@@ -23,7 +23,7 @@ def test_metric_stays_positive_definite_under_aggressive_steps(distance):
     head = HarmonicHead(dim, 3, distance=distance, mahalanobis_lambda=lam).double()
     x = torch.randn(32, dim, dtype=torch.float64)
     opt = torch.optim.Adam(head.parameters(), lr=0.5)
-    for _ in range(150):  # shrink every distance: drives M towards 0 and, were it unconstrained, below
+    for _ in range(100):  # shrink every distance: drives M towards 0 and, were it unconstrained, below
         opt.zero_grad()
         head.log_distances(x).mean().backward()
         opt.step()
@@ -51,7 +51,7 @@ def test_metric_starts_isotropic_so_the_head_starts_as_euclidean(distance):
     torch.testing.assert_close(head(x), euclid(x), rtol=0, atol=1e-4)  # eps 1e-4 is added to unscaled distances
 
 
-def _blobs(n_per_class: int = 48, n_classes: int = 4, dim: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+def _blobs(n_per_class: int = 16, n_classes: int = 4, dim: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
     """Separable Gaussian blobs with zero-mean class means."""
     g = torch.Generator().manual_seed(0)
     means = 2.0 * torch.randn(n_classes, dim, generator=g)
@@ -59,11 +59,11 @@ def _blobs(n_per_class: int = 48, n_classes: int = 4, dim: int = 16) -> tuple[to
     return means[y] + 0.5 * torch.randn(len(y), dim, generator=g), y
 
 
-def _train_accuracy(distance: str, steps: int = 150) -> float:
-    """Encoder Linear-GELU-Linear (signed features, like the FSDD encoder's) + the head; AdamW lr 1e-2, wd 0.01."""
+def _train_accuracy(distance: str, steps: int = 80) -> float:
+    """Encoder Linear-GELU-Linear (signed features) + the head, AdamW lr 1e-2, wd 0.01: 80 full-batch steps."""
     x, y = _blobs()
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(16, 64), nn.GELU(), nn.Linear(64, 64), HarmonicHead(64, 4, distance=distance))
+    model = nn.Sequential(nn.Linear(16, 32), nn.GELU(), nn.Linear(32, 32), HarmonicHead(32, 4, distance=distance))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.01)
     for _ in range(steps):
         opt.zero_grad()
@@ -75,7 +75,7 @@ def _train_accuracy(distance: str, steps: int = 150) -> float:
 
 @pytest.mark.parametrize("distance", LEARNS)
 def test_every_distance_learns_separable_blobs(distance):
-    assert _train_accuracy(distance) >= 0.95  # the unconstrained full M reached 0.25 (chance) here
+    assert _train_accuracy(distance) >= 0.95  # the unconstrained full M of the reference reached 0.73 here
 
 
 def test_signed_bray_curtis_is_the_papers_and_fails_on_signed_features():
@@ -85,4 +85,4 @@ def test_signed_bray_curtis_is_the_papers_and_fails_on_signed_features():
     torch.testing.assert_close(pairwise_log_distance(x, w, "bray_curtis"), pairwise_log_distance(x, w, "bray_curtis_abs"))
     assert not torch.allclose(pairwise_log_distance(x - 0.5, w - 0.5, "bray_curtis"),
                               pairwise_log_distance(x - 0.5, w - 0.5, "bray_curtis_abs"))
-    assert _train_accuracy("bray_curtis") < 0.8
+    assert _train_accuracy("bray_curtis") < 0.8  # 0.25 (chance); 0.25-0.75 over seeds 0-4
