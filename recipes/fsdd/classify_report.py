@@ -5,6 +5,7 @@
 A RUN_DIR with ``seed_*`` sub-directories (classify_heads.sh with SEEDS) is one row: mean +- sample standard
 deviation (n - 1) over its seeds, the per-seed test accuracies in brackets.
     python recipes/fsdd/classify_report.py plot OUT.png RUN_DIR...   # train loss (smoothed), lr and dev loss per run
+    python recipes/fsdd/classify_report.py devcurve RUN_DIR...       # dev accuracy at every validation (seed mean)
 """
 
 from __future__ import annotations
@@ -64,6 +65,15 @@ def table(runs: list[Path]) -> None:
               f"{np.mean(values['wall']):.0f} | {mean_std(values['cpu'], 0)} |")
 
 
+def devcurve(runs: list[Path]) -> None:
+    """Dev accuracy at each validation step, averaged over a run's seeds."""
+    for run in runs:
+        curves = [dict(metrics(seed)["val_acc"]) for seed in (sorted(run.glob("seed_*")) or [run])]
+        steps = sorted(set.intersection(*(set(curve) for curve in curves)))
+        means = "/".join(f"{np.mean([curve[step] for curve in curves]):.3f}" for step in steps)
+        print(f"{run.name}: dev acc at steps {'/'.join(str(step + 1) for step in steps)}: {means} ({len(curves)} seeds)")
+
+
 def plot(out: Path, runs: list[Path], window: int = 10) -> None:
     import matplotlib
 
@@ -95,5 +105,7 @@ if __name__ == "__main__":
     command, *rest = sys.argv[1:]
     if command == "table":
         table([Path(p) for p in rest])
+    elif command == "devcurve":
+        devcurve([Path(p) for p in rest])
     else:
         plot(Path(rest[0]), [Path(p) for p in rest[1:]])
