@@ -188,12 +188,13 @@ def batches(task, manifest: str, batch_size: int) -> list:
 
 @torch.no_grad()
 def evaluate(task, eval_batches: list, predictions: Optional[Path] = None) -> dict[str, float]:
-    """Greedy WER (normalized and raw) and decode speed (audio seconds per wall second of ``transcribe``);
-    ``{"id", "ref", "hyp"}`` lines go to ``predictions`` when given."""
+    """Greedy WER (normalized and raw), decode speed (audio seconds per wall second of ``transcribe``) and
+    ``loss``, the teacher-forced cross-entropy per transcript token (nats; finer than WER when few words are
+    wrong); ``{"id", "ref", "hyp"}`` lines go to ``predictions`` when given."""
     from speechkit.metrics.stateful import WERMetric
 
     metric = WERMetric(language=task._metric_language(task.hparams.language))
-    audio, wall, rows = 0.0, 0.0, []
+    audio, wall, rows, nats, tokens = 0.0, 0.0, [], 0.0, 0
     for batch in eval_batches:
         start = time.perf_counter()
         hyps = task.transcribe(batch)
@@ -201,10 +202,13 @@ def evaluate(task, eval_batches: list, predictions: Optional[Path] = None) -> di
         audio += float(batch.durations.sum())
         metric.update(batch.texts, hyps)
         rows += [{"id": i, "ref": r, "hyp": h} for i, r, h in zip(batch.cut_ids, batch.texts, hyps)]
+        count = int((task.shift_labels(batch)[1] != -100).sum())
+        nats, tokens = nats + float(task(batch)) * count, tokens + count  # task(batch): mean over its tokens
     if predictions is not None:
         predictions.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
     scores = {name: float(value) for name, value in metric.compute().items()}
-    return {**scores, "audio_s": audio, "decode_wall_s": wall, "speed_x": audio / max(wall, 1e-9)}
+    return {**scores, "loss": nats / max(tokens, 1), "audio_s": audio, "decode_wall_s": wall,
+            "speed_x": audio / max(wall, 1e-9)}
 
 
 # ------------------------------------------------------------------ methods
@@ -393,14 +397,14 @@ def _dense_size(task, folder: Path) -> dict[str, float]:
 
 def format_table(report: dict) -> str:
     """A plain-text table of the before / after rows."""
-    header = f"{'':<8} {'WER':>7} {'WER raw':>8} {'params':>11} {'nonzero':>11} {'file MB':>8} {'counted MB':>10} " \
+    header = f"{'':<8} {'WER':>7} {'WER raw':>8} {'CE/token':>8} {'params':>11} {'nonzero':>11} {'file MB':>8} {'counted MB':>10} " \
              f"{'x realtime':>10}"
     lines = [header]
     for row in ("before", "after"):
         r = report.get(row)
         if r is None:
             continue
-        lines.append(f"{row:<8} {r['wer']:>7.4f} {r['wer_raw']:>8.4f} {r['parameters']:>11,} "
+        lines.append(f"{row:<8} {r['wer']:>7.4f} {r['wer_raw']:>8.4f} {r['loss']:>8.4f} {r['parameters']:>11,} "
                      f"{r['nonzero_parameters']:>11,} {r['dense_file_bytes'] / 1e6:>8.2f} "
                      f"{r['compressed_bytes'] / 1e6:>10.2f} {r['speed_x']:>10.2f}")
     return "\n".join(lines)

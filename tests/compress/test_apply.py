@@ -118,3 +118,17 @@ def test_target_pattern_matching_nothing_and_bad_group_size(setup: dict) -> None
         run(setup, "rtn", "bad_pattern", targets=("model.decoder.blocks.*",))
     with pytest.raises(SpeechkitError, match="group_size=24"):
         run(setup, "rtn", "bad_group", group_size=24)
+
+
+def test_eval_loss_is_the_token_weighted_cross_entropy_whatever_the_batching(setup: dict) -> None:
+    from speechkit.compress.apply import batches, evaluate, load_task
+
+    task = load_task(setup["model"], max_new_tokens=3)
+    pairs = batches(task, setup["eval"], 2)  # 3 cuts: a batch of 2, then a batch of 1
+    singles = batches(task, setup["eval"], 1)
+    per_cut = [(float(task(b)), int((task.shift_labels(b)[1] != -100).sum())) for b in singles]
+    by_hand = sum(loss * n for loss, n in per_cut) / sum(n for _, n in per_cut)
+    mean_of_batches = sum(float(task(b)) for b in pairs) / len(pairs)
+    assert [len(b) for b in pairs] == [2, 1] and abs(mean_of_batches - by_hand) > 1e-4  # the weighting matters here
+    assert evaluate(task, pairs)["loss"] == pytest.approx(by_hand, rel=1e-5)
+    assert evaluate(task, singles)["loss"] == pytest.approx(by_hand, rel=1e-6)
