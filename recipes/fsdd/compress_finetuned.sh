@@ -4,7 +4,15 @@
 # Usage: recipes/fsdd/compress_finetuned.sh CKPT MANIFEST_DIR OUT_ROOT [ROW ...]   (default: every row)
 set -euo pipefail
 ckpt=${1:?checkpoint}; manifests=${2:?manifest dir}; root=${3:?output root}; shift 3
-common=(--model "$ckpt" --eval-cuts "$manifests/cuts_test.jsonl.gz" --calib-cuts "$manifests/cuts_train.jsonl.gz"
+# calibration: 32 training cuts spread evenly over the manifest (it is sorted by digit: its first 32 cuts are all "zero")
+mkdir -p "$root"
+python - "$manifests/cuts_train.jsonl.gz" "$root/calib_cuts.jsonl.gz" 32 <<'PY'
+import sys
+from lhotse import CutSet, load_manifest
+cuts, n = list(load_manifest(sys.argv[1])), int(sys.argv[3])
+CutSet.from_cuts(cuts[:: len(cuts) // n][:n]).to_file(sys.argv[2])
+PY
+common=(--model "$ckpt" --eval-cuts "$manifests/cuts_test.jsonl.gz" --calib-cuts "$root/calib_cuts.jsonl.gz"
         --num-calib 32 --batch-size 25 --threads 1)
 declare -A rows=(
   [none]="--method none"
@@ -17,7 +25,7 @@ declare -A rows=(
   [baq4]="--skip-before --method baq --avg-bits 4"
   [fp8]="--skip-before --method fp8"
   [fp4]="--skip-before --method fp4 --float-scale group --group-size 32"
-  [qbert4]="--skip-before --method qbert --avg-bits 4 --group-size 128 --num-calib 4 --qbert-iters 10"
+  [qbert4]="--skip-before --method qbert --avg-bits 4 --group-size 128 --qbert-batches 1 --qbert-iters 10"
 )
 order=(none magnitude50 sparsegpt50 rtn8 gptq8 rtn4 gptq4 baq4 fp8 fp4 qbert4)
 [ $# -gt 0 ] && order=("$@")
