@@ -71,7 +71,8 @@ def devcurve(runs: list[Path]) -> None:
         curves = [dict(metrics(seed)["val_acc"]) for seed in (sorted(run.glob("seed_*")) or [run])]
         steps = sorted(set.intersection(*(set(curve) for curve in curves)))
         means = "/".join(f"{np.mean([curve[step] for curve in curves]):.3f}" for step in steps)
-        print(f"{run.name}: dev acc at steps {'/'.join(str(step + 1) for step in steps)}: {means} ({len(curves)} seeds)")
+        labels = "/".join(str(step + 1) for step in steps)
+        print(f"{run.name}: dev acc at steps {labels}: {means} ({len(curves)} seeds)")
 
 
 def plot(out: Path, runs: list[Path], window: int = 10) -> None:
