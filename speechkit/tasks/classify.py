@@ -9,6 +9,8 @@ It is the base for the continual SLU task: the label comes from any supervision 
 
 from __future__ import annotations
 
+import inspect
+
 from typing import Any, Literal, Optional, Union
 
 import lightning as L
@@ -66,6 +68,16 @@ class ConvEncoder(nn.Module):
         return (x * keep).sum(1) / lens[:, None]  # (B, D)
 
 
+def _head_options(options: Optional[dict[str, Any]]) -> dict[str, Any]:
+    """``harmonic_options`` checked against ``HarmonicHead``'s own arguments, so a misspelt key names itself."""
+    options = dict(options or {})
+    allowed = set(inspect.signature(HarmonicHead).parameters) - {"dim", "n_classes", "distance", "n"}
+    unknown = sorted(set(options) - allowed)
+    if unknown:
+        raise SpeechkitError(f"harmonic_options: unknown keys {unknown}; expected some of {sorted(allowed)}")
+    return options
+
+
 def make_noisefit(noisefit: Union[bool, dict[str, Any]], head: str, num_layers: int) -> Optional[NoiseFiT]:
     """``False`` -> None; ``True`` -> NoiseFiT defaults; a dict -> ``NoiseFiT(**dict)`` (unknown keys are errors).
     Its ``n_layers`` blocks are chosen among the encoder's ``num_layers``."""
@@ -96,6 +108,7 @@ class AudioClassifier(L.LightningModule):
         head: ``linear`` (+ cross-entropy), ``harmonic`` or ``zloss``.
         distance: harmonic-head distance (``speechkit.losses.HarmonicHead``).
         harmonic_n: harmonic exponent n.
+        harmonic_options: further ``HarmonicHead`` arguments (e.g. ``{metric_init_scale: 1.0, p: 3.0}``).
         zloss_a: Z-loss sharpness a.
         zloss_b: Z-loss target z-score b (> 0; at most ``sqrt(len(labels) - 1)`` is reachable).
         reweighting: per-sample loss re-weighting strategy (``linupper``, ``quadratic``, ``extremes``, ``upper``,
@@ -119,6 +132,7 @@ class AudioClassifier(L.LightningModule):
         head: HeadKind = "linear",
         distance: DistanceName = "euclidean",
         harmonic_n: float = 1.0,
+        harmonic_options: Optional[dict[str, Any]] = None,
         zloss_a: float = 1.0,
         zloss_b: float = 1.0,
         reweighting: Optional[Strategy] = None,
@@ -137,8 +151,13 @@ class AudioClassifier(L.LightningModule):
         self.label_index = {name: i for i, name in enumerate(self.labels)}
         self.encoder = ConvEncoder(num_mel_bins, hidden, num_layers)
         self.head_kind = head
-        self.head = HarmonicHead(hidden, len(labels), distance=distance, n=harmonic_n) if head == "harmonic" \
-            else nn.Linear(hidden, len(labels))
+        if harmonic_options and head != "harmonic":
+            raise SpeechkitError(f"harmonic_options: only for head 'harmonic', got head {head!r}")
+        if head == "harmonic":
+            options = _head_options(harmonic_options)
+            self.head = HarmonicHead(hidden, len(labels), distance=distance, n=harmonic_n, **options)
+        else:
+            self.head = nn.Linear(hidden, len(labels))
         self.zloss = ZLoss(a=zloss_a, b=zloss_b, reduction="none") if head == "zloss" else None
         self.reweighter = LossReweighter(reweighting, warmup_steps=reweighting_warmup_steps) if reweighting else None
         self.noisefit = make_noisefit(noisefit, head, num_layers)

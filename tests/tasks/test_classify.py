@@ -161,7 +161,16 @@ def test_non_finite_loss_names_the_step(batches):
     (dict(reweighting="linupper", noisefit={"n_layers": 1}), "noisefit, reweighting"),
     (dict(labels=["a", "a"]), "labels"),
     (dict(head="zloss", zloss_b=0.0), "b"), (dict(noisefit={"n_layers": 3}), "noisefit"),
+    (dict(head="harmonic", harmonic_options={"metric_init_scal": 1.0}), "harmonic_options"),
+    (dict(head="linear", harmonic_options={"p": 3.0}), "harmonic_options"),
 ])
 def test_bad_settings_are_clear_errors(kwargs, argument):
     with pytest.raises(SpeechkitError, match=f"^{argument}:"):
         AudioClassifier(**{**TINY, **kwargs})
+
+
+def test_harmonic_options_reach_the_head():
+    model = AudioClassifier(**{**TINY, "head": "harmonic", "distance": "mahalanobis_cholesky",
+                               "harmonic_options": {"metric_init_scale": 0.5, "mahalanobis_lambda": 0.1}})
+    assert model.head.metric_init_scale == 0.5 and model.head.mahalanobis_lambda == 0.1
+    assert torch.allclose(model.head.metric_matrix(), 0.25 * torch.eye(model.head.dim), atol=1e-6)
