@@ -26,20 +26,7 @@ fi
 ckpt=$(ls "$root"/fit/lightning_logs/version_*/checkpoints/best-*.ckpt | tail -1)
 common=(--model "$ckpt" --eval-cuts "$m/cuts_test.jsonl.gz" --calib-cuts "$m/cuts_train.jsonl.gz" --num-calib 32
         --max-new-tokens 96 --batch-size 20 --threads 1)
-declare -A rows=(
-  [none]="--method none"
-  [rtn4]="--skip-before --method rtn --bits 4 --group-size 128"
-  [gptq4]="--skip-before --method gptq --bits 4 --group-size 128"
-  [fp8]="--skip-before --method fp8"
-  [magnitude50]="--skip-before --method magnitude --sparsity 0.5"
-  [sparsegpt50]="--skip-before --method sparsegpt --sparsity 0.5"
-)
+source "$(dirname "$0")/compress_rows.sh"
 order=(none rtn4 gptq4 fp8)
 [ $# -gt 0 ] && order=("$@")
-for row in "${order[@]}"; do
-  out="$root/$row"; mkdir -p "$out"
-  # shellcheck disable=SC2086
-  /usr/bin/time -f "%e %U %S" -o "$out/time.txt" \
-    python tools/compress.py "${common[@]}" --out "$out" ${rows[$row]} > "$out/log.txt" 2>&1
-  echo "$row done: $(cat "$out/time.txt") (wall user sys)"
-done
+run_compress_rows "$root" "${order[@]}"

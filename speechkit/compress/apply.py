@@ -60,7 +60,9 @@ class CompressConfig:
         eval_cuts: cut manifest WER and speed are measured on.
         out_dir: where the compressed Hugging Face folder and ``report.json`` go.
         calib_cuts: manifest of calibration utterances (default: ``eval_cuts``; prefer the training split).
-        num_calib: calibration utterances (the first N of ``calib_cuts``).
+        num_calib: calibration utterances (the first N of ``calib_cuts``, or N spread over it with ``calib_spread``).
+        calib_spread: take every ``len / N``-th cut instead of the first N (a manifest sorted by label, as FSDD's
+            is, would otherwise calibrate on one class).
         num_eval: evaluate on the first N of ``eval_cuts`` only (``None`` = all).
         sparsity: fraction of each target weight set to 0, in [0, 1).
         bits: INT bit width (``rtn`` / ``gptq``), in [2, 16].
@@ -87,6 +89,7 @@ class CompressConfig:
     out_dir: str
     calib_cuts: Optional[str] = None
     num_calib: int = 32
+    calib_spread: bool = False
     num_eval: Optional[int] = None
     sparsity: float = 0.5
     bits: int = 4
@@ -163,15 +166,21 @@ def check_targets(model: nn.Module, cfg: CompressConfig) -> None:
             check_group_size(cfg.group_size, m.in_features)
 
 
-def first_cuts(manifest: str, n: Optional[int], out: Path, name: str) -> str:
-    """Path of a manifest holding the first ``n`` cuts of ``manifest`` (written under ``out``); all when ``None``."""
+def first_cuts(manifest: str, n: Optional[int], out: Path, name: str, spread: bool = False) -> str:
+    """Path of a manifest holding the first ``n`` cuts of ``manifest`` (written under ``out``); all when ``None``.
+    With ``spread``, ``n`` cuts evenly spaced over the manifest instead."""
     from speechkit.data.datamodule import load_cuts
 
     cuts = load_cuts(manifest, name)
     if n is None:
         return manifest
-    subset = CutSet.from_cuts(list(cuts.subset(first=n)))
-    path = out / f"{name}_first{n}.jsonl.gz"
+    if spread:
+        every = list(cuts)
+        chosen = [every[i * len(every) // n] for i in range(min(n, len(every)))]
+        subset, tag = CutSet.from_cuts(chosen), f"spread{n}"
+    else:
+        subset, tag = CutSet.from_cuts(list(cuts.subset(first=n))), f"first{n}"
+    path = out / f"{name}_{tag}.jsonl.gz"
     subset.to_file(path)
     return str(path)
 
@@ -359,7 +368,7 @@ def compress(cfg: CompressConfig) -> dict:
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     eval_manifest = first_cuts(cfg.eval_cuts, cfg.num_eval, out, "eval_cuts")
-    calib_manifest = first_cuts(cfg.calib_cuts or cfg.eval_cuts, cfg.num_calib, out, "calib_cuts")
+    calib_manifest = first_cuts(cfg.calib_cuts or cfg.eval_cuts, cfg.num_calib, out, "calib_cuts", cfg.calib_spread)
     task = load_task(cfg.model, cfg.pad_to_30s, cfg.max_new_tokens)
     check_targets(task.model, cfg)  # a pattern that matches nothing or a bad group size fails before decoding
     eval_batches = batches(task, eval_manifest, cfg.batch_size)
@@ -418,6 +427,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, dest="out_dir", help="output folder (model/, report.json)")
     p.add_argument("--calib-cuts", help="calibration manifest (default: --eval-cuts)")
     p.add_argument("--num-calib", type=int, default=32)
+    p.add_argument("--calib-spread", action="store_true",
+                   help="take --num-calib cuts spread evenly over --calib-cuts, not the first ones")
     p.add_argument("--num-eval", type=int, help="first N utterances of --eval-cuts only")
     p.add_argument("--sparsity", type=float, default=0.5)
     p.add_argument("--bits", type=int, default=4)

@@ -132,3 +132,18 @@ def test_eval_loss_is_the_token_weighted_cross_entropy_whatever_the_batching(set
     assert [len(b) for b in pairs] == [2, 1] and abs(mean_of_batches - by_hand) > 1e-4  # the weighting matters here
     assert evaluate(task, pairs)["loss"] == pytest.approx(by_hand, rel=1e-5)
     assert evaluate(task, singles)["loss"] == pytest.approx(by_hand, rel=1e-6)
+
+
+def test_calibration_subset_is_the_first_cuts_or_spread_over_the_manifest(tmp_path: Path) -> None:
+    from lhotse import CutSet
+    from lhotse.testing.dummies import dummy_cut
+
+    from speechkit.compress.apply import first_cuts
+
+    manifest = tmp_path / "cuts.jsonl.gz"
+    CutSet.from_cuts(dummy_cut(i) for i in range(10)).to_file(manifest)
+    first = CutSet.from_file(first_cuts(str(manifest), 3, tmp_path, "calib_cuts"))
+    spread = CutSet.from_file(first_cuts(str(manifest), 3, tmp_path, "calib_cuts", spread=True))
+    ids = [c.id for c in CutSet.from_file(manifest)]
+    assert [c.id for c in first] == ids[:3]
+    assert [c.id for c in spread] == [ids[0], ids[3], ids[6]]
