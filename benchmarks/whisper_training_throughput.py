@@ -64,7 +64,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 WHISPER_FRAMES = 3000  # 30 s of 10 ms frames
@@ -354,7 +353,6 @@ def summarize(log: list[dict], warmup_steps: int) -> dict[str, Any]:
 
 def dev_wer(module, dev_path: str, hf: bool, batch_size: int = 10) -> dict[str, Any]:
     """Greedy dev WER: the recipe's 30 s HF features + generate (``hf``) or speechkit's variable-length input."""
-    import torch
     from lhotse import CutSet
     from speechkit.data import DataConfig, SpeechDataset
     from speechkit.metrics import score_wer
