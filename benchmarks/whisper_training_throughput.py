@@ -240,16 +240,11 @@ def speechkit_loader(settings: Settings, module, packed: bool):
 # ------------------------------------------------------------------------------------------------ one way
 
 
-def _peak_rss() -> int:
-    from speechkit.data.batch_size_search import _read_status_kb
-
-    return _read_status_kb("VmHWM") * 1024
-
-
 def run_mode(mode: str, settings: Settings) -> dict[str, Any]:
     """Train one way for one pass over the pool in this (fresh) process; time, padding, memory, dev WER."""
     import torch
     from lhotse import CutSet
+    from speechkit.data.batch_size_search import high_water_rss_bytes
     from speechkit.tasks.whisper_finetune import WhisperFinetune
 
     _threads(settings.threads)
@@ -268,7 +263,8 @@ def run_mode(mode: str, settings: Settings) -> dict[str, Any]:
     log = train(batches, step, measure, optimizer, settings.warmup_steps)
     if mode != "baseline":
         dropped = dm.train_sampler.bucket_filter.num_dropped
-    result = {**summarize(log, settings.warmup_steps), "peak_rss_gb": _peak_rss() / 1e9, "dropped_cuts": dropped}
+    result = {**summarize(log, settings.warmup_steps), "peak_rss_gb": high_water_rss_bytes() / 1e9,
+              "dropped_cuts": dropped}
     if mode != "ceiling":
         result |= dev_wer(module, settings.dev, hf=mode == "baseline")
     if mode == "speechkit" and settings.check_30s:  # the same model decoded the baseline's way: training vs decoding
@@ -440,7 +436,8 @@ def table(flat: dict[str, Any]) -> str:
     if "pipeline_audio_s_per_s_speechkit" in flat:
         notes.append(f"data pipeline (in-line) {flat['pipeline_audio_s_per_s_speechkit']:.1f} audio s/s")
     if flat.get("wer_speechkit_30s") is not None:
-        notes.append(f"speechkit's model decoded with 30 s input as the baseline: dev WER {flat['wer_speechkit_30s']:.3f}")
+        notes.append("speechkit's model decoded with 30 s input as the baseline: dev WER "
+                     f"{flat['wer_speechkit_30s']:.3f}")
     lines.append("\n" + "; ".join(notes))
     return "\n".join(lines)
 

@@ -7,6 +7,7 @@ set -euo pipefail
 sentences=${1:?sentence cuts}; dev=${2:?dev cuts}; root=${3:?out root}; shift 3
 export OMP_NUM_THREADS=1
 mkdir -p "$root/manifests"
+if [ ! -f "$root/manifests/cuts_train.jsonl.gz" ]; then  # split once: later calls (other rows) reuse it
 python - "$sentences" "$root/manifests" <<'PY'
 import sys
 from lhotse import CutSet, load_manifest
@@ -14,6 +15,7 @@ cuts = list(load_manifest(sys.argv[1]))
 CutSet.from_cuts(cuts[:100]).to_file(f"{sys.argv[2]}/cuts_test.jsonl.gz")
 CutSet.from_cuts(cuts[100:]).to_file(f"{sys.argv[2]}/cuts_train.jsonl.gz")
 PY
+fi
 m="$root/manifests"
 if [ ! -f "$root/fit/time.txt" ]; then
   mkdir -p "$root/fit"

@@ -166,9 +166,9 @@ def check_targets(model: nn.Module, cfg: CompressConfig) -> None:
             check_group_size(cfg.group_size, m.in_features)
 
 
-def first_cuts(manifest: str, n: Optional[int], out: Path, name: str, spread: bool = False) -> str:
-    """Path of a manifest holding the first ``n`` cuts of ``manifest`` (written under ``out``); all when ``None``.
-    With ``spread``, ``n`` cuts evenly spaced over the manifest instead."""
+def subset_manifest(manifest: str, n: Optional[int], out: Path, name: str, spread: bool = False) -> str:
+    """Path of a manifest holding the first ``n`` cuts of ``manifest``, or with ``spread`` ``n`` cuts evenly spaced
+    over it (written under ``out``); ``manifest`` itself when ``n`` is ``None``."""
     from speechkit.data.datamodule import load_cuts
 
     cuts = load_cuts(manifest, name)
@@ -367,8 +367,8 @@ def compress(cfg: CompressConfig) -> dict:
         torch.set_num_threads(cfg.threads)
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    eval_manifest = first_cuts(cfg.eval_cuts, cfg.num_eval, out, "eval_cuts")
-    calib_manifest = first_cuts(cfg.calib_cuts or cfg.eval_cuts, cfg.num_calib, out, "calib_cuts", cfg.calib_spread)
+    eval_manifest = subset_manifest(cfg.eval_cuts, cfg.num_eval, out, "eval_cuts")
+    calib_manifest = subset_manifest(cfg.calib_cuts or cfg.eval_cuts, cfg.num_calib, out, "calib_cuts", cfg.calib_spread)
     task = load_task(cfg.model, cfg.pad_to_30s, cfg.max_new_tokens)
     check_targets(task.model, cfg)  # a pattern that matches nothing or a bad group size fails before decoding
     eval_batches = batches(task, eval_manifest, cfg.batch_size)
@@ -406,8 +406,8 @@ def _dense_size(task, folder: Path) -> dict[str, float]:
 
 def format_table(report: dict) -> str:
     """A plain-text table of the before / after rows."""
-    header = f"{'':<8} {'WER':>7} {'WER raw':>8} {'CE/token':>8} {'params':>11} {'nonzero':>11} {'file MB':>8} {'counted MB':>10} " \
-             f"{'x realtime':>10}"
+    header = f"{'':<8} {'WER':>7} {'WER raw':>8} {'CE/token':>8} {'params':>11} {'nonzero':>11} {'file MB':>8} " \
+             f"{'counted MB':>10} {'x realtime':>10}"
     lines = [header]
     for row in ("before", "after"):
         r = report.get(row)

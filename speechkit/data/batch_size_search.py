@@ -128,6 +128,11 @@ def current_rss_bytes() -> int:
     return _read_status_kb("VmRSS") * 1024
 
 
+def high_water_rss_bytes() -> int:
+    """Largest resident set size of this process so far (``VmHWM``; :func:`peak_rss_bytes` resets it)."""
+    return _read_status_kb("VmHWM") * 1024
+
+
 def _libc() -> ctypes.CDLL | None:
     try:
         return ctypes.CDLL("libc.so.6")
@@ -153,7 +158,7 @@ def peak_rss_bytes(fn: Callable[[], Any]) -> int:
     with open("/proc/self/clear_refs", "w") as clear_refs:
         clear_refs.write("5")  # reset VmHWM to the current RSS
     fn()
-    return _read_status_kb("VmHWM") * 1024
+    return high_water_rss_bytes()
 
 
 def _is_oom(error: RuntimeError) -> bool:

@@ -138,12 +138,12 @@ def test_calibration_subset_is_the_first_cuts_or_spread_over_the_manifest(tmp_pa
     from lhotse import CutSet
     from lhotse.testing.dummies import dummy_cut
 
-    from speechkit.compress.apply import first_cuts
+    from speechkit.compress.apply import subset_manifest
 
     manifest = tmp_path / "cuts.jsonl.gz"
     CutSet.from_cuts(dummy_cut(i) for i in range(10)).to_file(manifest)
-    first = CutSet.from_file(first_cuts(str(manifest), 3, tmp_path, "calib_cuts"))
-    spread = CutSet.from_file(first_cuts(str(manifest), 3, tmp_path, "calib_cuts", spread=True))
+    first = CutSet.from_file(subset_manifest(str(manifest), 3, tmp_path, "calib_cuts"))
+    spread = CutSet.from_file(subset_manifest(str(manifest), 3, tmp_path, "calib_cuts", spread=True))
     ids = [c.id for c in CutSet.from_file(manifest)]
     assert [c.id for c in first] == ids[:3]
     assert [c.id for c in spread] == [ids[0], ids[3], ids[6]]
