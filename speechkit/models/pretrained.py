@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Literal, get_args
 
+import torch
 from transformers import GenerationConfig, WhisperFeatureExtractor, WhisperForConditionalGeneration
 from transformers import WhisperTokenizerFast
 
@@ -107,6 +108,26 @@ def _load_ct2_cached(folder: Path, cache: bool) -> WhisperBundle:
     return bundle
 
 
+def restore_frozen_parameters(model: torch.nn.Module) -> list[str]:
+    """Give every parameter the ``requires_grad`` its class's ``__init__`` gives it; return the frozen names.
+
+    HF's ``WhisperEncoder.__init__`` freezes ``embed_positions`` (a fixed sinusoidal table; OpenAI's Whisper keeps
+    it as a buffer), and a model built from its config keeps it frozen, but ``from_pretrained`` in transformers 5
+    returns it trainable. Without this, what trains would depend on whether the weights came from a fresh
+    CTranslate2 conversion or from the converted copy in the cache (576,000 more trainable parameters on tiny.en).
+
+    Args:
+        model: a ``PreTrainedModel`` straight from a loader (before LoRA, freezing or surgery).
+    """
+    with torch.device("meta"):  # no memory, no initialisation cost
+        reference = type(model)(model.config)
+    wanted = {name: parameter.requires_grad for name, parameter in reference.named_parameters()}
+    for name, parameter in model.named_parameters():
+        if name in wanted:
+            parameter.requires_grad_(wanted[name])
+    return [name for name, parameter in model.named_parameters() if not parameter.requires_grad]
+
+
 def _from_pretrained(name_or_path: str) -> WhisperBundle:
     try:
         model = WhisperForConditionalGeneration.from_pretrained(name_or_path)
@@ -114,6 +135,7 @@ def _from_pretrained(name_or_path: str) -> WhisperBundle:
         feature_extractor = WhisperFeatureExtractor.from_pretrained(name_or_path)
     except (OSError, ValueError) as error:
         raise SpeechkitError(f"whisper {name_or_path!r}: cannot load a Hugging Face Whisper model ({error})") from error
+    restore_frozen_parameters(model)
     generation_config = model.generation_config or GenerationConfig.from_model_config(model.config)
     return WhisperBundle(model.eval(), tokenizer, feature_extractor, generation_config)
 
@@ -128,7 +150,8 @@ def load_whisper(name_or_path: str, cache: bool = True) -> WhisperBundle:
             next load is a plain ``from_pretrained``.
 
     Returns:
-        The model (eval mode), tokenizer, feature extractor and generation config.
+        The model (eval mode), tokenizer, feature extractor and generation config. Every path gives the same
+        ``requires_grad`` map: the encoder's fixed position table frozen, every other parameter trainable.
     """
     if name_or_path.startswith("ct2:"):
         return _load_ct2_cached(pretrained_dir(name_or_path[len("ct2:"):]), cache)  # type: ignore[arg-type]
