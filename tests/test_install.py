@@ -8,7 +8,6 @@ CI loudly, at the first test file, instead of deep inside a training run.
 from __future__ import annotations
 
 import re
-import tomllib
 from pathlib import Path
 
 import torch
@@ -25,8 +24,7 @@ def release(version: str) -> str:
 
 def pinned(name: str) -> str:
     """The exact version pyproject.toml pins ``name`` to (``name==X.Y.Z``), or an assertion naming the line."""
-    dependencies = tomllib.loads(PYPROJECT.read_text())["project"]["dependencies"]
-    lines = [line for line in dependencies if re.match(rf"{name}\s*[=<>!~]", line)]
+    lines = re.findall(rf'^\s*"({name}\s*[=<>!~][^"]*)",', PYPROJECT.read_text(), flags=re.MULTILINE)
     assert len(lines) == 1, f"pyproject.toml: expected one {name} requirement, found {lines}"
     match = re.fullmatch(rf"{name}\s*==\s*(\d+\.\d+\.\d+)", lines[0])
     assert match, f"pyproject.toml: {lines[0]!r} must pin an exact release (name==X.Y.Z), not a range or wildcard"
