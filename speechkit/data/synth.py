@@ -100,6 +100,11 @@ class SpeakerStyle:
         return f"{self.espeak_name.replace('/', '-')}_r{self.rate}_p{self.pitch}_g{self.pitch_range}"
 
 
+def speakable(text: str) -> bool:
+    """Whether ``text`` has a letter or digit in any script: punctuation alone gives a click, not speech."""
+    return any(char.isalnum() for char in text)
+
+
 def draw_styles(voice: str, count: int, seed: int, variants: tuple[str, ...] = HUMAN_VARIANTS) -> list[SpeakerStyle]:
     """``count`` distinct speaker styles of ``voice`` drawn from ``random.Random(seed)``."""
     if count < 1:
@@ -205,6 +210,8 @@ class Synthesizer:
         self.check_style(style)
         if not text.strip():
             raise SpeechkitError("cannot synthesize an empty text")
+        if not speakable(text):
+            raise SpeechkitError(f"cannot synthesize {text[:40]!r}: it has no letter or digit")
         with _LOCK:
             samples = self._speak(text, style)
         if samples.size == 0:

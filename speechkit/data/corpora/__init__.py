@@ -1,7 +1,11 @@
-"""Corpus importers: ``speechkit prepare <corpus> <source> <out_dir> [options]``.
+"""Corpus importers: ``speechkit prepare <corpus> <source> <out_dir> [--overwrite] [--skip-bad]
+[--min-duration 0.1] [options]``.
 
-Each importer is a module with ``prepare(source, out_dir, **options) -> {split: CutSet}`` and
-``add_arguments(parser)`` for its options; ``CORPORA`` maps the corpus name to the module, imported on use.
+Each importer is a module with ``prepare(source, out_dir, *, overwrite, skip_bad, min_duration, **options) ->
+{split: CutSet}`` and ``add_arguments(parser)`` for its own options; ``CORPORA`` maps the corpus name to the
+module, imported on use. Every importer checks each recording once (``checks.audio_problems``) and writes its
+manifests atomically with absolute audio paths (``base.write_corpus``). Re-running the same command rewrites
+the corpus it wrote; ``--overwrite`` is needed only to replace a different one.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import logging
 from types import ModuleType
 from typing import Sequence
 
-from speechkit.data.corpora.base import manifest_path
+from speechkit.data.corpora.base import add_common_arguments, manifest_path
 from speechkit.errors import SpeechkitError
 
 CORPORA: dict[str, str] = {
@@ -47,6 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sub = commands.add_parser(name, help=f"import {name}")
         sub.add_argument("source", help="the corpus folder (or text file, for synthesized corpora)")
         sub.add_argument("out_dir", help="where the manifests are written")
+        add_common_arguments(sub)
         try:
             get_importer(name).add_arguments(sub)
         except ModuleNotFoundError:

@@ -24,7 +24,8 @@ from typing import Sequence
 
 from lhotse import CutSet, RecordingSet, SupervisionSet
 
-from speechkit.data.corpora.base import require_dir, write_splits
+from speechkit.data.corpora.base import open_target, require_dir, write_corpus
+from speechkit.data.corpora.checks import MIN_DURATION
 from speechkit.errors import SpeechkitError
 
 COLUMNS = ("path", "sentence", "client_id", "gender", "age", "accents", "variant")
@@ -61,6 +62,10 @@ def prepare(
     languages: Sequence[str] = (),
     splits: Sequence[str] = DEFAULT_SPLITS,
     num_jobs: int = 1,
+    *,
+    overwrite: bool = False,
+    skip_bad: bool = False,
+    min_duration: float = MIN_DURATION,
 ) -> dict[str, CutSet]:
     """Import Common Voice languages into ``{recordings,supervisions,cuts}_<split>.jsonl.gz``.
 
@@ -70,6 +75,10 @@ def prepare(
         languages: language folder names, e.g. ``["ps"]``; required ("auto" is refused, see module docstring).
         splits: Common Voice splits to import.
         num_jobs: Lhotse's audio-scanning processes.
+        overwrite: replace a different corpus already in ``out_dir``.
+        skip_bad: leave out clips that fail the audio checks (listed in ``rejected.jsonl``); a clip whose header
+            Lhotse cannot read still stops the import.
+        min_duration: shortest accepted clip, in seconds.
     """
     from lhotse.recipes import prepare_commonvoice
 
@@ -80,6 +89,10 @@ def prepare(
     if unknown:
         raise SpeechkitError(f"commonvoice: unknown split(s) {unknown}; expected some of {list(ALL_SPLITS)}")
     folder = require_dir(source, "commonvoice").resolve()
+    target = open_target(
+        out_dir, "commonvoice", folder, {"languages": languages, "splits": list(splits)},
+        overwrite=overwrite, skip_bad=skip_bad, min_duration=min_duration,
+    )
     expected = {split: 0 for split in splits}
     for language in languages:
         if not (folder / language).is_dir():
@@ -93,7 +106,7 @@ def prepare(
             )
         except Exception as error:  # Lhotse raises AudioLoadingError, KeyError, AssertionError ...
             raise SpeechkitError(f"commonvoice: Lhotse failed on {folder}: {_one_line(error)}") from error
-    return write_splits(out_dir, {split: _merge(manifests, languages, split, expected[split]) for split in splits})
+    return write_corpus(target, {split: _merge(manifests, languages, split, expected[split]) for split in splits})
 
 
 def _merge(manifests: dict, languages: list[str], split: str, expected: int) -> tuple[RecordingSet, SupervisionSet]:

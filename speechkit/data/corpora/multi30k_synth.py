@@ -19,8 +19,9 @@ from pathlib import Path
 
 from lhotse import CutSet
 
-from speechkit.data.corpora.base import require_dir
-from speechkit.data.corpora.synthetic import Utterance, add_synthesis_arguments, synthesize_splits
+from speechkit.data.corpora.base import open_target, require_dir
+from speechkit.data.corpora.checks import MIN_DURATION
+from speechkit.data.corpora.synthetic import MAX_CHARS, Utterance, add_synthesis_arguments, synthesize_splits
 from speechkit.errors import SpeechkitError
 
 PARTS = {"train": "train", "dev": "val", "test": "test_2016_flickr"}
@@ -35,7 +36,7 @@ def read_part(folder: Path, part: str) -> dict[str, list[str]]:
         path = folder / f"{part}.{language}.gz"
         if not path.is_file():
             raise SpeechkitError(f"multi30k_synth: {folder} is not Multi30k: missing {path.name}")
-        with gzip.open(path, "rt", encoding="utf-8") as file:
+        with gzip.open(path, "rt", encoding="utf-8-sig") as file:
             lines[language] = file.read().splitlines()
     counts = {language: len(text) for language, text in lines.items()}
     if len(set(counts.values())) != 1:
@@ -66,6 +67,11 @@ def prepare(
     seed: int = 0,
     speakers: int = 4,
     sample_rate: int = 16000,
+    max_chars: int = MAX_CHARS,
+    *,
+    overwrite: bool = False,
+    skip_bad: bool = False,
+    min_duration: float = MIN_DURATION,
 ) -> dict[str, CutSet]:
     """Synthesize Multi30k English sentences and write train/dev/test manifests; returns ``{split: CutSet}``.
 
@@ -78,7 +84,16 @@ def prepare(
         seed: draws the samples and the speakers.
         speakers: number of distinct synthetic speakers.
         sample_rate: FLAC rate, 16000 or 22050.
+        max_chars: longest accepted sentence in characters (an error names every longer one).
+        overwrite: replace a different corpus already in ``out_dir``.
+        skip_bad: leave out synthesized clips that fail the audio checks (listed in ``rejected.jsonl``).
+        min_duration: shortest accepted clip, in seconds.
     """
+    options = dict(max_train=max_train, max_dev=max_dev, max_test=max_test, seed=seed, speakers=speakers,
+                   sample_rate=sample_rate, max_chars=max_chars)
+    target = open_target(
+        out_dir, "multi30k_synth", source, options, overwrite=overwrite, skip_bad=skip_bad, min_duration=min_duration
+    )
     folder = require_dir(source, "multi30k_synth")
     limits = {"train": max_train, "dev": max_dev, "test": max_test}
     for split, limit in limits.items():
@@ -88,7 +103,9 @@ def prepare(
     utterances = []
     for split, part in PARTS.items():
         utterances += part_utterances(read_part(folder, part), split, limits[split], rng)
-    return synthesize_splits(utterances, out_dir, voice="en", speakers=speakers, seed=seed, sample_rate=sample_rate)
+    return synthesize_splits(
+        utterances, target, voice="en", speakers=speakers, seed=seed, sample_rate=sample_rate, max_chars=max_chars
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

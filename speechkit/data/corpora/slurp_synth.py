@@ -21,8 +21,15 @@ from pathlib import Path
 
 from lhotse import CutSet
 
-from speechkit.data.corpora.base import require_dir
-from speechkit.data.corpora.synthetic import Utterance, add_synthesis_arguments, assign_splits, synthesize_splits
+from speechkit.data.corpora.base import open_target, require_dir
+from speechkit.data.corpora.checks import MIN_DURATION
+from speechkit.data.corpora.synthetic import (
+    MAX_CHARS,
+    Utterance,
+    add_synthesis_arguments,
+    assign_splits,
+    synthesize_splits,
+)
 from speechkit.errors import SpeechkitError
 
 FILES = ("devel.jsonl", "test.jsonl")
@@ -33,7 +40,7 @@ CUSTOM_KEYS = ("intent", "scenario", "action", "slurp_id", "sentence_annotation"
 def read_records(path: Path) -> list[dict]:
     """The JSON records of one SLURP file, each checked for the keys we use."""
     records = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
         if not line.strip():
             continue
         try:
@@ -60,6 +67,11 @@ def prepare(
     seed: int = 0,
     speakers: int = 4,
     sample_rate: int = 16000,
+    max_chars: int = MAX_CHARS,
+    *,
+    overwrite: bool = False,
+    skip_bad: bool = False,
+    min_duration: float = MIN_DURATION,
 ) -> dict[str, CutSet]:
     """Synthesize SLURP sentences and write train/dev/test manifests; returns ``{split: CutSet}``.
 
@@ -71,7 +83,16 @@ def prepare(
         seed: draws the sample, the dev split and the speakers.
         speakers: number of distinct synthetic speakers.
         sample_rate: FLAC rate, 16000 or 22050.
+        max_chars: longest accepted sentence in characters (an error names every longer one).
+        overwrite: replace a different corpus already in ``out_dir``.
+        skip_bad: leave out synthesized clips that fail the audio checks (listed in ``rejected.jsonl``).
+        min_duration: shortest accepted clip, in seconds.
     """
+    options = dict(max_utterances=max_utterances, dev_fraction=dev_fraction, seed=seed, speakers=speakers,
+                   sample_rate=sample_rate, max_chars=max_chars)
+    target = open_target(
+        out_dir, "slurp_synth", source, options, overwrite=overwrite, skip_bad=skip_bad, min_duration=min_duration
+    )
     folder = require_dir(source, "slurp_synth")
     missing = [name for name in FILES if not (folder / name).is_file()]
     if missing:
@@ -86,7 +107,9 @@ def prepare(
     devel_splits = assign_splits([r["sentence"] for r in devel], dev_fraction, 0.0, seed)
     utterances = [_utterance(r, split) for r, split in zip(devel, devel_splits)]
     utterances += [_utterance(r, "test") for r in test]
-    return synthesize_splits(utterances, out_dir, voice="en", speakers=speakers, seed=seed, sample_rate=sample_rate)
+    return synthesize_splits(
+        utterances, target, voice="en", speakers=speakers, seed=seed, sample_rate=sample_rate, max_chars=max_chars
+    )
 
 
 def _utterance(record: dict, split: str) -> Utterance:

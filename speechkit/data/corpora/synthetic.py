@@ -1,13 +1,15 @@
 """Synthetic speech corpus: text (a file, one utterance a line, or generated numbers) spoken by eSpeak NG.
 
 ``speechkit prepare synthetic <text_file | numbers> <out_dir> [--voice en] [--num-utterances N] [--seed 0]
-[--speakers 4] [--dev-fraction 0.1] [--test-fraction 0.1] [--sample-rate 16000]``
+[--speakers 4] [--dev-fraction 0.1] [--test-fraction 0.1] [--sample-rate 16000] [--max-chars 400]``
 
 - Source ``numbers``: ``--num-utterances`` distinct numbers 0-999,999 drawn from ``--seed``. For an English voice
   (``en``, ``en-us`` ...) the text is the number in words ("three hundred twelve"); for any other voice the text
   is the digits ("312") and eSpeak reads them in that language, so the transcript is the digit string.
 - Source a text file: its non-blank lines (blank lines are counted and logged), the first ``--num-utterances`` of
-  them if given.
+  them if given. A UTF-8 byte order mark is dropped. A line with no letter or digit (``...``) or longer than
+  ``--max-chars`` (default 400: about 27 s of English at the slowest speaker rate, under Whisper's 30 s; digits
+  read longer than their characters) is an error naming every such line number, before anything is synthesized.
 - Splits: by distinct text, so a text never lands in two splits (duplicated lines stay together); the fractions
   count distinct texts, and each split with a fraction > 0 gets at least one.
 - Speakers: ``--speakers`` distinct ``SpeakerStyle`` s (variant m1-m8/f1-f5, rate, pitch, pitch range) drawn from
@@ -17,7 +19,8 @@
   ASR models take, and 27 % fewer samples to store and load; 22050 keeps the native rate) under
   ``<out_dir>/audio/<hash>.flac``, the hash covering text, style, rate and eSpeak version: a second run reuses
   every file already there. Same options -> bit-identical audio and manifests (the manifests hold absolute audio
-  paths, so two output folders differ only in that prefix).
+  paths, so two output folders differ only in that prefix). The audio cache lies outside the atomic write of the
+  manifests (``base.write_corpus``): a run that fails after synthesizing keeps its files for the next run.
 
 The helpers here (``Utterance``, ``assign_splits``, ``synthesize_splits``, ``add_synthesis_arguments``) are shared by
 the other synthesized corpora (``slurp_synth``, ``multi30k_synth``).
@@ -34,8 +37,9 @@ from typing import Sequence
 
 from lhotse import CutSet, Recording, RecordingSet, SupervisionSegment, SupervisionSet
 
-from speechkit.data.corpora.base import whole_recording_supervision, write_splits
-from speechkit.data.synth import SpeakerStyle, Synthesizer, draw_styles, synthesize_to_file
+from speechkit.data.corpora.base import Target, open_target, whole_recording_supervision, write_corpus
+from speechkit.data.corpora.checks import MIN_DURATION
+from speechkit.data.synth import SpeakerStyle, Synthesizer, draw_styles, speakable, synthesize_to_file
 from speechkit.errors import SpeechkitError
 
 log = logging.getLogger(__name__)
@@ -43,6 +47,10 @@ log = logging.getLogger(__name__)
 SPLITS = ("train", "dev", "test")
 SAMPLE_RATES = (16000, 22050)
 MAX_NUMBER = 999_999
+# eSpeak speaks English at about 15 characters a second at the slowest drawn rate (140 wpm; measured on SLURP and
+# Multi30k sentences), so 400 characters stay under Whisper's 30 s window. Longest lines: SLURP 365, Multi30k 205.
+MAX_CHARS = 400
+MAX_NAMED = 10  # line numbers or ids an error names before it only counts
 _ONES = (
     "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
     "seventeen eighteen nineteen"
@@ -119,32 +127,65 @@ def _split_size(total: int, fraction: float) -> int:
     return 0 if fraction == 0 else max(1, round(total * fraction))
 
 
+def text_problems(labelled: Sequence[tuple[str, str]], max_chars: int = MAX_CHARS) -> list[str]:
+    """What makes texts unfit to synthesize, one phrase per kind naming every label (line number or id).
+
+    Args:
+        labelled: (label, text) pairs.
+        max_chars: longest accepted text in characters.
+    """
+    if max_chars < 1:
+        raise SpeechkitError(f"max_chars must be >= 1, got {max_chars}")
+    silent = [label for label, text in labelled if not speakable(text)]
+    long = [(label, len(text)) for label, text in labelled if len(text) > max_chars]
+    problems = []
+    if silent:
+        problems.append(f"{_named(silent)} {'has' if len(silent) == 1 else 'have'} no letter or digit")
+    if long:
+        longest = max(length for _, length in long)
+        problems.append(
+            f"{_named([label for label, _ in long])} {'is' if len(long) == 1 else 'are'} longer than max_chars="
+            f"{max_chars} (up to {longest} characters; --max-chars raises the limit)"
+        )
+    return problems
+
+
+def _named(labels: Sequence[str]) -> str:
+    shown = ", ".join(labels[:MAX_NAMED])
+    return shown if len(labels) <= MAX_NAMED else f"{shown} ... ({len(labels)} in all)"
+
+
 def synthesize_splits(
     utterances: Sequence[Utterance],
-    out_dir: str | Path,
+    target: Target,
     *,
     voice: str = "en",
     speakers: int = 4,
     seed: int = 0,
     sample_rate: int = 16000,
+    max_chars: int = MAX_CHARS,
 ) -> dict[str, CutSet]:
     """Synthesize every utterance (cached FLAC under ``<out_dir>/audio``) and write the manifests of each split.
 
     Args:
         utterances: what to speak, with ids and splits.
-        out_dir: manifest folder; audio goes to ``<out_dir>/audio``.
+        target: the output (``base.open_target``); audio goes to ``<target.out_dir>/audio``.
         voice: eSpeak voice name.
         speakers: number of distinct speaker styles.
         seed: draws the styles and which style speaks each utterance.
         sample_rate: rate of the written FLAC files (16000 or 22050).
+        max_chars: longest accepted text; a longer one (or one without a letter or digit) is an error naming its id.
     """
     if sample_rate not in SAMPLE_RATES:
         raise SpeechkitError(f"sample_rate must be one of {SAMPLE_RATES}, got {sample_rate}")
+    problems = text_problems([(u.id, u.text) for u in utterances], max_chars)
+    if problems:
+        raise SpeechkitError(f"{target.corpus}: utterance(s) {'; '.join(problems)}")
     synth = Synthesizer()
     styles = draw_styles(voice, speakers, seed)
     synth.check_style(styles[0])
     rng = random.Random(f"{seed}-speaker-of-utterance")
-    audio_dir = Path(out_dir) / "audio"
+    audio_dir = target.out_dir / "audio"
     splits: dict[str, tuple[list, list]] = {}
     for index, utterance in enumerate(utterances, start=1):
         style = styles[rng.randrange(len(styles))]
@@ -155,8 +196,8 @@ def synthesize_splits(
         if index % 200 == 0 or index == len(utterances):
             log.info("synthesized %d / %d utterances", index, len(utterances))
     order = [s for s in SPLITS if s in splits] + sorted(set(splits) - set(SPLITS))
-    return write_splits(
-        out_dir,
+    return write_corpus(
+        target,
         {s: (RecordingSet.from_recordings(splits[s][0]), SupervisionSet.from_segments(splits[s][1])) for s in order},
     )
 
@@ -172,10 +213,13 @@ def _synthesize_one(
     return recording, supervision
 
 
-def read_lines(path: Path, limit: int | None) -> list[tuple[int, str]]:
-    """(line number, text) of the non-blank lines of a UTF-8 file, the first ``limit`` of them."""
+def read_lines(path: Path, limit: int | None, max_chars: int = MAX_CHARS) -> list[tuple[int, str]]:
+    """(line number, text) of the non-blank lines of a UTF-8 file (BOM dropped), the first ``limit`` of them.
+
+    A used line without a letter or digit, or longer than ``max_chars``, is an error naming every such line.
+    """
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
     except UnicodeDecodeError as error:
         raise SpeechkitError(f"synthetic: {path} is not UTF-8 text: {error}") from error
     kept = [(number, line.strip()) for number, line in enumerate(lines, start=1) if line.strip()]
@@ -185,10 +229,15 @@ def read_lines(path: Path, limit: int | None) -> list[tuple[int, str]]:
         raise SpeechkitError(f"synthetic: {path} has no non-blank lines")
     if limit is not None and limit > len(kept):
         raise SpeechkitError(f"num_utterances={limit} but {path} has only {len(kept)} non-blank lines")
+    problems = text_problems([(str(number), text) for number, text in kept[:limit]], max_chars)
+    if problems:
+        raise SpeechkitError(f"synthetic: {path}: line(s) {'; line(s) '.join(problems)}")
     return kept[:limit]
 
 
-def source_texts(source: str, voice: str, num_utterances: int | None, seed: int) -> list[tuple[str, str]]:
+def source_texts(
+    source: str, voice: str, num_utterances: int | None, seed: int, max_chars: int = MAX_CHARS
+) -> list[tuple[str, str]]:
     """(utterance id, text) pairs from a text file or the word ``numbers``."""
     if source == "numbers":
         english = language_of_voice(voice) == "en"
@@ -197,7 +246,7 @@ def source_texts(source: str, voice: str, num_utterances: int | None, seed: int)
     path = Path(source)
     if not path.is_file():
         raise SpeechkitError(f"synthetic: source {source} is neither a text file nor the word 'numbers'")
-    return [(f"{path.stem}-{number:06d}", text) for number, text in read_lines(path, num_utterances)]
+    return [(f"{path.stem}-{number:06d}", text) for number, text in read_lines(path, num_utterances, max_chars)]
 
 
 def prepare(
@@ -210,6 +259,11 @@ def prepare(
     dev_fraction: float = 0.1,
     test_fraction: float = 0.1,
     sample_rate: int = 16000,
+    max_chars: int = MAX_CHARS,
+    *,
+    overwrite: bool = False,
+    skip_bad: bool = False,
+    min_duration: float = MIN_DURATION,
 ) -> dict[str, CutSet]:
     """Synthesize a corpus and write its manifests; returns ``{split: CutSet}``.
 
@@ -223,22 +277,37 @@ def prepare(
         dev_fraction: share of distinct texts in dev.
         test_fraction: share of distinct texts in test.
         sample_rate: 16000 (default) or 22050 (eSpeak's native rate).
+        max_chars: longest accepted line in characters (see the module docstring).
+        overwrite: replace a different corpus already in ``out_dir``.
+        skip_bad: leave out synthesized clips that fail the audio checks (listed in ``rejected.jsonl``).
+        min_duration: shortest accepted clip, in seconds.
     """
     if num_utterances is not None and num_utterances < 1:
         raise SpeechkitError(f"num_utterances must be >= 1, got {num_utterances}")
+    options = dict(voice=voice, num_utterances=num_utterances, seed=seed, speakers=speakers,
+                   dev_fraction=dev_fraction, test_fraction=test_fraction, sample_rate=sample_rate, max_chars=max_chars)
+    target = open_target(
+        out_dir, "synthetic", source, options, overwrite=overwrite, skip_bad=skip_bad, min_duration=min_duration
+    )
     Synthesizer().check_style(SpeakerStyle(voice))  # fail on a bad voice before reading or drawing anything
-    pairs = source_texts(str(source), voice, num_utterances, seed)
+    pairs = source_texts(str(source), voice, num_utterances, seed, max_chars)
     splits = assign_splits([text for _, text in pairs], dev_fraction, test_fraction, seed)
     utterances = [Utterance(uid, text, split) for (uid, text), split in zip(pairs, splits)]
-    return synthesize_splits(utterances, out_dir, voice=voice, speakers=speakers, seed=seed, sample_rate=sample_rate)
+    return synthesize_splits(
+        utterances, target, voice=voice, speakers=speakers, seed=seed, sample_rate=sample_rate, max_chars=max_chars
+    )
 
 
 def add_synthesis_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options every synthesized corpus shares: --seed, --speakers, --sample-rate."""
+    """Options every synthesized corpus shares: --seed, --speakers, --sample-rate, --max-chars."""
     parser.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
     parser.add_argument("--speakers", type=int, default=4, help="number of distinct synthetic speakers (default 4)")
     parser.add_argument(
         "--sample-rate", type=int, default=16000, choices=SAMPLE_RATES, help="FLAC sample rate (default 16000)"
+    )
+    parser.add_argument(
+        "--max-chars", type=int, default=MAX_CHARS,
+        help=f"longest accepted text in characters (default {MAX_CHARS}, under 30 s of speech)",
     )
 
 
