@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 import soundfile
 
-from speechkit.data.synth import ESPEAK_SAMPLE_RATE, SpeakerStyle, Synthesizer, draw_styles, synthesize_to_file
+from speechkit.data.synth import (
+    ESPEAK_SAMPLE_RATE,
+    SpeakerStyle,
+    Synthesizer,
+    draw_styles,
+    speakable,
+    synthesize_to_file,
+)
 from speechkit.errors import SpeechkitError
 
 
@@ -77,3 +84,10 @@ def test_synthesize_to_file_caches_by_content(synth: Synthesizer, tmp_path: Path
     assert synthesize_to_file(synth, "seven", style, tmp_path, 16000) == path and path.stat().st_mtime_ns == stamp
     other = synthesize_to_file(synth, "seven", SpeakerStyle("en", "f2", 171, 55, 45), tmp_path, 16000)
     assert other != path and len(list(tmp_path.iterdir())) == 2
+
+
+def test_punctuation_alone_is_refused(synth: Synthesizer) -> None:
+    # "..." gave a 0.01 s click that crashed training with an STFT error naming no cut.
+    with pytest.raises(SpeechkitError, match=r"'\.\.\.': it has no letter or digit"):
+        synth.synthesize("...", "en")
+    assert speakable("7") and speakable("سلام") and not speakable("?! -- …")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -74,3 +76,24 @@ def test_unexpected_file_name(tmp_path: Path, write_tone) -> None:
     write_tone(tmp_path / "recordings" / "seven.wav", 0.3, 8000)
     with pytest.raises(SpeechkitError, match="seven.wav"):
         fsdd.prepare(tmp_path, tmp_path / "out")
+
+
+def test_upper_case_extension_is_imported(
+    tmp_path: Path, fsdd_like, write_tone, caplog: pytest.LogCaptureFixture
+) -> None:
+    # `*.WAV` files were skipped silently.
+    source = fsdd_like(tmp_path / "A")
+    write_tone(source / "recordings" / "2_alice_30.WAV", 0.4, 8000)
+    (source / "recordings" / "NOTES.txt").write_text("not audio")
+    with caplog.at_level(logging.INFO):
+        cuts = fsdd.prepare(source, tmp_path / "out")
+    assert "2_alice_30" in cuts["train"] and len(cuts["train"]) == 3
+    assert "ignored 1 file(s)" in caplog.text and "NOTES.txt" in caplog.text
+    write_tone(source / "recordings" / "2_alice_30.wav", 0.4, 8000)
+    with pytest.raises(SpeechkitError, match=r"2_alice_30\.WAV and .*2_alice_30\.wav are the same recording"):
+        fsdd.prepare(source, tmp_path / "out2")
+
+
+def test_the_real_corpus_passes_the_audio_checks(fsdd_out: Path, fsdd_cuts: dict) -> None:
+    assert json.loads((fsdd_out / "prepare.json").read_text())["rejected"] == 0
+    assert all(Path(c.recording.sources[0].source).is_absolute() for cuts in fsdd_cuts.values() for c in cuts)

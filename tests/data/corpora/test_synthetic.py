@@ -6,6 +6,7 @@ import gzip
 from pathlib import Path
 
 import pytest
+from lhotse import load_manifest
 
 from speechkit import cli
 from speechkit.data.corpora import synthetic
@@ -94,3 +95,47 @@ def test_bad_sources(tmp_path: Path) -> None:
         synthetic.prepare(tmp_path / "blank.txt", tmp_path / "out")
     with pytest.raises(SpeechkitError, match="dev_fraction"):
         synthetic.prepare("numbers", tmp_path / "out", num_utterances=3, dev_fraction=1.5)
+
+
+def test_bom_is_not_part_of_the_first_transcript(tmp_path: Path) -> None:
+    (tmp_path / "bom.txt").write_bytes("\ufeffhello world\ngood morning\n".encode("utf-8"))
+    cuts = synthetic.prepare(tmp_path / "bom.txt", tmp_path / "out", speakers=1, dev_fraction=0.0, test_fraction=0.0)
+    assert sorted(c.supervisions[0].text for c in cuts["train"]) == ["good morning", "hello world"]
+
+
+def test_lines_without_letters_or_too_long_are_refused_by_number(tmp_path: Path, capsys) -> None:
+    lines = ["hello world", "...", "good morning", "?!", "word " * 400, "see you"]
+    (tmp_path / "lines.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(SpeechkitError, match=r"line\(s\) 2, 4 have no letter or digit; line\(s\) 5 is longer than "
+                                             r"max_chars=400 \(up to 1999 characters"):
+        synthetic.prepare(tmp_path / "lines.txt", tmp_path / "out")
+    assert not (tmp_path / "out").exists()  # refused before anything was synthesized
+    status = cli.main(["prepare", "synthetic", str(tmp_path / "lines.txt"), str(tmp_path / "out"), "--max-chars", "5"])
+    lines_out = capsys.readouterr().err.strip().splitlines()
+    assert status == 2 and len(lines_out) == 1 and "line(s) 1, 3, 5, 6 are longer than max_chars=5" in lines_out[0]
+
+
+def test_other_scripts_and_digits_are_speakable(tmp_path: Path) -> None:
+    texts = [("1", "сәлем"), ("2", "سلام"), ("3", "312"), ("4", "« — »")]
+    assert synthetic.text_problems(texts) == ["4 has no letter or digit"]
+
+
+def test_relative_out_dir_gives_absolute_audio_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Defect 8: the manifests held "out/audio/<hash>.flac", unreadable from any other working directory.
+    monkeypatch.chdir(tmp_path)
+    synthetic.prepare("numbers", "out", num_utterances=2, speakers=1, dev_fraction=0.0, test_fraction=0.0)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    for cut in load_manifest(tmp_path / "out" / "cuts_train.jsonl.gz"):
+        source = cut.recording.sources[0].source
+        assert source.startswith(str(tmp_path / "out" / "audio")) and cut.load_audio().shape[1] > 1000
+
+
+def test_a_different_corpus_is_refused_before_synthesis(tmp_path: Path) -> None:
+    synthetic.prepare("numbers", tmp_path, num_utterances=2, speakers=1, dev_fraction=0.0, test_fraction=0.0)
+    before = sorted(p.name for p in (tmp_path / "audio").iterdir())
+    with pytest.raises(SpeechkitError, match=r"different corpus \(option seed: 0 -> 1\).*--overwrite"):
+        synthetic.prepare(
+            "numbers", tmp_path, num_utterances=2, speakers=1, dev_fraction=0.0, test_fraction=0.0, seed=1
+        )
+    assert sorted(p.name for p in (tmp_path / "audio").iterdir()) == before
