@@ -51,11 +51,11 @@ def test_failed_prepare_leaves_the_previous_corpus_untouched(
     before = snapshot(out)
     source_b = fsdd_like(tmp_path / "B", speaker="bob", takes=(10, 11, 12))
     status, lines = run_cli(["prepare", "fsdd", str(source_b), str(out)], capsys)
-    assert status == 2 and len(lines) == 1 and "--overwrite" in lines[0] and str(source_b) in lines[0]
     assert snapshot(out) == before
+    assert status == 2 and len(lines) == 1 and "--overwrite" in lines[0] and str(source_b) in lines[0]
     status, lines = run_cli(["prepare", "fsdd", str(source_b), str(out), "--overwrite"], capsys)
-    assert status == 2 and len(lines) == 1 and "'dev' has no recordings" in lines[0]
     assert snapshot(out) == before and siblings(out) == ["out"]
+    assert status == 2 and len(lines) == 1 and "'dev' has no recordings" in lines[0]
 
 
 def test_bad_audio_in_a_replacement_leaves_the_old_corpus(

@@ -48,3 +48,19 @@ def test_corrupt_flac_names_the_file(libri_dir: Path, tmp_path: Path) -> None:
     (libri_dir / "test-clean" / "1089" / "134686" / "1089-134686-0000.flac").write_bytes(b"fLaC garbage")
     with pytest.raises(SpeechkitError, match="1089-134686-0000.flac"):
         librispeech.prepare(libri_dir, tmp_path / "out", parts=["test-clean"])
+
+
+def test_bad_audio_is_refused_or_skipped(libri_dir: Path, tmp_path: Path, write_tone) -> None:
+    short = write_tone(libri_dir / "dev-clean" / "84" / "121123" / "84-121123-0001.flac", 0.01)
+    with pytest.raises(SpeechkitError, match=r"84-121123-0001\.flac: 0\.010 s is shorter than min_duration 0\.1 s"):
+        librispeech.prepare(libri_dir, tmp_path / "out")
+    cuts = librispeech.prepare(libri_dir, tmp_path / "out", skip_bad=True)
+    assert [c.id for c in cuts["dev-clean"]] == ["84-121123-0000"]
+    assert str(short) in (tmp_path / "out" / "rejected.jsonl").read_text()
+
+
+def test_upper_case_flac_is_named(libri_dir: Path, tmp_path: Path) -> None:
+    folder = libri_dir / "test-clean" / "1089" / "134686"
+    (folder / "1089-134686-0000.flac").rename(folder / "1089-134686-0000.FLAC")
+    with pytest.raises(SpeechkitError, match=r"1089-134686-0000\.FLAC is there, but Lhotse's recipe reads only"):
+        librispeech.prepare(libri_dir, tmp_path / "out")
