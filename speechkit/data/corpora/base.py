@@ -170,9 +170,21 @@ def open_target(
                     float(min_duration))
     if target.out_dir.exists() and not target.out_dir.is_dir():
         raise SpeechkitError(f"{corpus}: output {target.out_dir} exists and is not a folder")
+    _refuse_unwritable(target)
     if not overwrite:
         _refuse_a_different_corpus(target)
     return target
+
+
+def _refuse_unwritable(target: Target) -> None:
+    """Fail before the work when the output folder (or the nearest folder that exists above it) is read-only."""
+    folder = target.out_dir.resolve()
+    folders = [folder, folder.parent] if folder.is_dir() else [folder.parent]
+    while not folders[-1].exists():
+        folders[-1] = folders[-1].parent
+    for path in folders:
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise SpeechkitError(f"{target.corpus}: cannot write {target.out_dir}: {path} is not writable")
 
 
 def _refuse_a_different_corpus(target: Target) -> None:

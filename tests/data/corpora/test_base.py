@@ -205,3 +205,15 @@ def test_relative_source_and_out_dir(tmp_path: Path, fsdd_like, monkeypatch: pyt
     monkeypatch.chdir(tmp_path / "A")
     for cut in load_manifest(tmp_path / "out" / "cuts_train.jsonl.gz"):
         assert Path(cut.recording.sources[0].source).is_absolute() and cut.load_audio().size > 0
+
+
+def test_a_read_only_parent_fails_before_the_work(
+    tmp_path: Path, fsdd_like, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != locked and real_access(path, mode))
+    monkeypatch.setattr(fsdd, "wav_files", lambda folder: pytest.fail("the audio was read before the check"))
+    with pytest.raises(SpeechkitError, match=rf"cannot write {locked}/new/out: {locked} is not writable"):
+        fsdd.prepare(fsdd_like(tmp_path / "A"), locked / "new" / "out")
