@@ -17,7 +17,6 @@ The command ``tools/sharpness.py`` (``main`` below) prints lambda_max and Tr(H) 
 from __future__ import annotations
 
 import argparse
-import importlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -268,32 +267,16 @@ def sharpness_report(params: Params, loss_fn: Callable[[Any], Tensor], batches: 
         hessian_trace=float(tr.mean()), hessian_trace_std=float(tr.std()) if len(tr) > 1 else 0.0)
 
 
-def _import_class(path: str, what: str) -> type:
-    module_name, _, class_name = path.replace(":", ".").rpartition(".")
-    try:
-        return getattr(importlib.import_module(module_name), class_name)
-    except (ImportError, AttributeError, ValueError) as error:
-        raise SpeechkitError(f"{what}: cannot import {path!r} ({error})") from error
-
-
 def load_lightning_module(checkpoint: str | Path, model_class: str | None = None) -> Any:
-    """Load a LightningModule from a Lightning checkpoint.
+    """Load a LightningModule from a Lightning checkpoint (``weights_only``, :func:`speechkit.checkpoints.load_task`).
 
-    The class is ``model_class`` ("package.module:Class" or "package.module.Class") or else the ``_class_path``
-    that LightningCLI stores in the checkpoint's ``hyper_parameters``.
+    The class is ``model_class`` ("package.module:Class" or "package.module.Class"; its module must be importable
+    speechkit code or already imported) or else the ``_class_path`` that LightningCLI stores in the checkpoint's
+    ``hyper_parameters``.
     """
-    path = Path(checkpoint)
-    if not path.is_file():
-        raise SpeechkitError(f"checkpoint: file not found: {path}")
-    if model_class is None:
-        # A Lightning checkpoint holds more than tensors (hyper-parameters): weights_only=False, trusted files only.
-        hparams = torch.load(path, map_location="cpu", weights_only=False).get("hyper_parameters", {})
-        model_class = hparams.get("_class_path")
-        if model_class is None:
-            raise SpeechkitError(f"checkpoint: {path} has no hyper_parameters._class_path (not saved by LightningCLI);"
-                                 " pass --model-class package.module:Class")
-    cls = _import_class(model_class, "model_class")
-    return cls.load_from_checkpoint(path, map_location="cpu", weights_only=False)
+    from speechkit.checkpoints import load_task
+
+    return load_task(checkpoint, cls=model_class)
 
 
 def datamodule_from_config(config: str | Path) -> Any:

@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from speechkit.checkpoints import load_checkpoint
 from speechkit.curvature import (hutchinson_samples, hutchinson_trace, hvp, power_iteration, sharpness_report,
                                  top_eigenvalue)
 from speechkit.errors import SpeechkitError
@@ -186,7 +187,7 @@ def test_sharpness_cli_on_a_lightning_checkpoint(tmp_path, monkeypatch, capsys):
     with pytest.raises(SpeechkitError, match="checkpoint"):
         main([str(tmp_path / "missing.ckpt"), "--config", str(config)])
 
-    state = torch.load(ckpt, weights_only=False)  # as LightningCLI stores it: the class in hyper_parameters
+    state = load_checkpoint(ckpt)  # as LightningCLI stores it: the class in hyper_parameters
     state["hyper_parameters"]["_class_path"] = "tiny_sharp.TinyRegression"
     torch.save(state, ckpt)
     assert main([str(ckpt), "--config", str(config), "--batches", "1", "--iters", "100", "--tol", "1e-10"]) == 0

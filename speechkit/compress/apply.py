@@ -145,13 +145,10 @@ def load_task(model: str, pad_to_30s: Optional[bool] = None, max_new_tokens: Opt
 
     overrides = {k: v for k, v in (("pad_to_30s", pad_to_30s), ("max_new_tokens", max_new_tokens)) if v is not None}
     if model.endswith(".ckpt"):
-        if not Path(model).is_file():
-            raise SpeechkitError(f"model {model}: no such checkpoint")
-        checkpoint = torch.load(model, map_location="cpu", weights_only=False)
-        cls = WhisperFinetune
-        if "speechkit_surgery" in checkpoint:  # a student of WhisperDistill: rebuild its shrunk shapes
-            from speechkit.tasks.whisper_distill import WhisperDistill as cls  # noqa: N813
-        task = cls.load_from_checkpoint(model, map_location="cpu", **overrides)
+        from speechkit.checkpoints import load_task as load_checkpoint_task
+
+        # The class the checkpoint names (a distilled student rebuilds its shrunk shapes); weights_only.
+        task = load_checkpoint_task(model, default_class=WhisperFinetune, **overrides)
     else:
         task = WhisperFinetune(model_name_or_path=model, **overrides)
     return task.eval()

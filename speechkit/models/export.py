@@ -14,8 +14,8 @@ from speechkit.models.adaptation import export
 def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, merge_lora: bool = False) -> Path:
     """Export a ``WhisperFinetune`` Lightning checkpoint to a Hugging Face folder.
 
-    The task (``speechkit.tasks.whisper_finetune.WhisperFinetune``) is rebuilt with ``load_from_checkpoint`` and
-    must expose ``model`` (Whisper, possibly peft-wrapped), ``tokenizer``, ``feature_extractor`` and
+    The task is rebuilt with :func:`speechkit.checkpoints.load_task` (``weights_only``; the class the checkpoint
+    names, ``WhisperFinetune`` when it names none) and must expose ``model`` (Whisper, possibly peft-wrapped), ``tokenizer``, ``feature_extractor`` and
     ``generation_config`` (else ``model.generation_config`` is used).
 
     Args:
@@ -24,14 +24,13 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, merge_lora: b
         merge_lora: merge LoRA adapters into the weights (``False``: a LoRA model's adapter only; a model
             without LoRA is always saved whole).
     """
-    checkpoint = Path(checkpoint)
-    if not checkpoint.is_file():
-        raise SpeechkitError(f"--checkpoint {checkpoint}: no such file")
-    try:
-        from speechkit.tasks.whisper_finetune import WhisperFinetune
-    except ImportError as error:
-        raise SpeechkitError(f"speechkit.tasks.whisper_finetune is not available ({error})") from error
-    task = WhisperFinetune.load_from_checkpoint(str(checkpoint), map_location="cpu", init_checkpoint=None)
+    from speechkit.checkpoints import load_checkpoint, load_task, task_class
+    from speechkit.tasks.whisper_finetune import WhisperFinetune
+
+    cls = task_class(load_checkpoint(checkpoint), checkpoint, default=WhisperFinetune)  # memory-mapped: cheap
+    if not issubclass(cls, WhisperFinetune):
+        raise SpeechkitError(f"--checkpoint {checkpoint}: a {cls.__name__} checkpoint, not a Whisper task")
+    task = load_task(checkpoint, cls=cls, init_checkpoint=None)
     generation_config = getattr(task, "generation_config", None) or task.model.generation_config
     return export(task.model, task.tokenizer, task.feature_extractor, generation_config, out_dir, merge_lora)
 

@@ -120,7 +120,13 @@ class AudioClassifier(L.LightningModule):
             ``reweighting``).
         optimizer: optimizer factory (LightningCLI ``class_path`` / ``init_args``).
         scheduler: learning-rate scheduler factory, stepped every optimizer step; ``None`` = constant.
+
+    With ``--ckpt_path``, the arguments in ``checkpoint_fixed_args`` (the weights' shapes) must match the
+    checkpoint; any other given in the config or on the command line replaces the saved value.
     """
+
+    checkpoint_fixed_args: tuple[str, ...] = (
+        "labels", "num_mel_bins", "hidden", "num_layers", "head", "distance", "harmonic_options")
 
     def __init__(
         self,

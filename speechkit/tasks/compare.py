@@ -21,8 +21,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
-import torch
-
 from speechkit.errors import SpeechkitError
 from speechkit.tasks.multistage import Plan, Stage, StageResult, run_plan
 
@@ -71,12 +69,11 @@ def best_row(metrics_csv: str | Path) -> dict[str, float]:
 
 def parameter_counts(checkpoint: str | Path) -> tuple[int, int]:
     """(trainable, total) parameters of the model a checkpoint was trained as, rebuilt from its hyper-parameters."""
+    from speechkit.checkpoints import load_task
     from speechkit.models.adaptation import count_trainable
     from speechkit.tasks.whisper_finetune import WhisperFinetune
 
-    hparams = torch.load(checkpoint, map_location="cpu", weights_only=False, mmap=True)["hyper_parameters"]
-    args = {k: v for k, v in hparams.items() if not k.startswith("_")}  # LightningCLI adds _class_path
-    module = WhisperFinetune(**{**args, "init_checkpoint": None})
+    module = load_task(checkpoint, default_class=WhisperFinetune, init_checkpoint=None)
     return count_trainable(module.model), sum(p.numel() for p in module.model.parameters())
 
 

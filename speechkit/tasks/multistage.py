@@ -36,6 +36,7 @@ from typing import Any, Optional, Sequence
 import torch
 import yaml
 
+from speechkit.checkpoints import checkpoint_state_dict, load_checkpoint, save_atomic
 from speechkit.errors import SpeechkitError
 
 log = logging.getLogger(__name__)
@@ -162,7 +163,7 @@ def grow_vocabulary(checkpoint: str | Path, out: str | Path, init_row: int) -> P
     adds the token itself, loads these weights strictly; the row starts from the previous stage's *trained*
     related-language row. Only ``state_dict`` is written (``init_checkpoint`` reads nothing else).
     """
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False, mmap=True)["state_dict"]
+    state = checkpoint_state_dict(load_checkpoint(checkpoint), checkpoint)
     tables = [k for k in state if k.endswith(_VOCAB_KEYS)]
     if not tables:
         raise SpeechkitError(f"{checkpoint}: no {' / '.join(_VOCAB_KEYS)} tensor: not a WhisperFinetune checkpoint")
@@ -170,7 +171,7 @@ def grow_vocabulary(checkpoint: str | Path, out: str | Path, init_row: int) -> P
     for key in tables:
         table = state[key]  # (V, D)
         grown[key] = torch.cat([table, table[init_row : init_row + 1]], dim=0)  # (V + 1, D)
-    torch.save({"state_dict": grown}, out)
+    save_atomic({"state_dict": grown}, out)
     return Path(out)
 
 
@@ -178,8 +179,8 @@ def grow_vocabulary(checkpoint: str | Path, out: str | Path, init_row: int) -> P
 def best_from_checkpoints(stage_dir: str | Path, since: float = 0.0) -> tuple[str, float]:
     """Best checkpoint path and dev WER of a run, from its ``ModelCheckpoint`` state (monitor ``val_wer``).
 
-    Reads the newest ``*.ckpt`` under ``stage_dir`` written after ``since`` (memory-mapped: only the callback
-    state is touched); that file's ``ModelCheckpoint`` state holds the run's best path and score.
+    Reads the newest ``*.ckpt`` under ``stage_dir`` written after ``since`` (memory-mapped, ``weights_only``: only
+    the callback state is touched); that file's ``ModelCheckpoint`` state holds the run's best path and score.
     """
     ckpts = [p for p in Path(stage_dir).rglob("*.ckpt") if p.stat().st_mtime >= since]
     if not ckpts:
@@ -188,7 +189,7 @@ def best_from_checkpoints(stage_dir: str | Path, since: float = 0.0) -> tuple[st
             f"{GATE_METRIC!r}, and validation must run (val_check_interval <= max_steps)"
         )
     newest = max(ckpts, key=lambda p: p.stat().st_mtime_ns)
-    callbacks = torch.load(newest, map_location="cpu", weights_only=False, mmap=True).get("callbacks", {})
+    callbacks = load_checkpoint(newest).get("callbacks") or {}
     for state in callbacks.values():
         if state.get("monitor") == GATE_METRIC and state.get("best_model_path"):
             return state["best_model_path"], float(state["best_model_score"])

@@ -18,8 +18,8 @@ from the teacher's weights by structured surgery, plus a frozen copy of the teac
   ``GradualPruning`` callback (``schedule: null``) keeps its zeros fixed.
 
 Data-dependent surgery runs in ``setup`` on the first ``calibration_batches`` training batches; the plan is saved
-in the checkpoint (``speechkit_surgery``) so ``load_from_checkpoint`` rebuilds the student's shapes. The teacher
-is not a registered submodule: it is neither saved nor optimized.
+in the checkpoint (``speechkit_surgery``) so ``speechkit.checkpoints.load_task`` rebuilds the student's shapes.
+The teacher is not a registered submodule: it is neither saved nor optimized.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ import torch
 from lightning.pytorch.cli import LRSchedulerCallable
 from torch import Tensor, nn
 
+from speechkit.checkpoints import load_checkpoint
 from speechkit.compress.prune import (
     ActivationImportance,
     angular_distance_profile,
@@ -101,6 +102,10 @@ class WhisperDistill(WhisperFinetune):
         language, task, pad_to_30s, lr, weight_decay, warmup_steps, scheduler, num_beams, max_new_tokens,
             init_checkpoint, predictions_file: as in ``WhisperFinetune`` (the student is trained in full).
     """
+
+    checkpoint_fixed_args: tuple[str, ...] = (
+        "model_name_or_path", "language", "remove_decoder_layers", "remove_encoder_layers", "decoder_ffn_keep",
+        "encoder_ffn_keep", "decoder_heads_keep", "encoder_heads_keep")
 
     def __init__(
         self,
@@ -200,7 +205,7 @@ class WhisperDistill(WhisperFinetune):
         if self.surgery is not None:
             return
         resume = getattr(self.trainer, "ckpt_path", None)  # resuming / testing a student: rebuild its saved shapes
-        checkpoint = torch.load(resume, map_location="cpu", weights_only=False) if resume else {}
+        checkpoint = load_checkpoint(resume) if resume else {}
         if checkpoint.get("speechkit_surgery") is not None:
             return self.on_load_checkpoint(checkpoint)
         datamodule = getattr(self.trainer, "datamodule", None)

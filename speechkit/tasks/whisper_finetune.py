@@ -21,6 +21,7 @@ import torch
 from lightning.pytorch.cli import LRSchedulerCallable
 from torch import nn
 
+from speechkit.checkpoints import checkpoint_state_dict, load_checkpoint
 from speechkit.data.batches import SpeechBatch
 from speechkit.errors import SpeechkitError
 from speechkit.losses.checks import check_finite
@@ -69,7 +70,15 @@ class WhisperFinetune(L.LightningModule):
         init_checkpoint: start from this Lightning checkpoint's weights (multistage transfer).
         predictions_file: where ``speechkit test`` writes ``{"id", "ref", "hyp"}`` lines; default
             ``<log_dir>/predictions.jsonl``.
+
+    With ``--ckpt_path``, an argument given in the config or on the command line replaces the checkpoint's saved
+    value (``predictions_file``, ``num_beams``, ``max_new_tokens``, ``pad_to_30s`` ...), except those in
+    ``checkpoint_fixed_args`` (the weights' shapes and vocabulary), which must match the checkpoint.
     """
+
+    checkpoint_fixed_args: tuple[str, ...] = (
+        "model_name_or_path", "language", "new_language_init_from", "strategy", "lora_rank", "lora_alpha",
+        "lora_dropout", "lora_target_modules")
 
     def __init__(
         self,
@@ -141,7 +150,7 @@ class WhisperFinetune(L.LightningModule):
             return "mul"  # a language outside the normalizer's table: script-preserving basic rules
 
     def _load_weights(self, checkpoint: str) -> None:
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"]
+        state = checkpoint_state_dict(load_checkpoint(checkpoint), checkpoint)
         missing, unexpected = self.load_state_dict(state, strict=False)
         if unexpected or [k for k in missing if not k.startswith("wer.")]:
             raise SpeechkitError(

@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from speechkit.checkpoints import load_checkpoint
 from speechkit.errors import SpeechkitError
 from speechkit.optim import (StepCheckpoint, WarmupDecay, WarmupStableDecay, WarmupStableDecayS, decay_multiplier,
                              wsd_lambda, wsd_s_lambda)
@@ -138,9 +139,9 @@ def test_wsd_s_in_lightning_resumes_at_lr_max_from_the_decayed_checkpoint(tmp_pa
     resumed = Tiny()
     L.Trainer(max_steps=12, **kwargs).fit(resumed, data, ckpt_path=ckpt)
     assert resumed.lrs[0] == pytest.approx(0.1)  # first step after the budget: lr_max again
-    decayed = torch.load(ckpt, weights_only=False)["state_dict"]["layer.weight"]
+    decayed = load_checkpoint(ckpt)["state_dict"]["layer.weight"]
     restarted = Tiny()
-    restarted.load_state_dict(torch.load(ckpt, weights_only=False)["state_dict"])
+    restarted.load_state_dict(load_checkpoint(ckpt)["state_dict"])
     torch.testing.assert_close(restarted.layer.weight, decayed)
 
 

@@ -9,6 +9,7 @@ import torch
 import yaml
 from transformers import WhisperTokenizerFast
 
+from speechkit.checkpoints import load_checkpoint
 from speechkit.errors import SpeechkitError
 from speechkit.tasks import multistage
 from speechkit.tasks.whisper_finetune import WhisperFinetune
@@ -85,7 +86,7 @@ def test_passing_gate_chains_best_checkpoints_and_grows_a_new_language(setup, mo
     plan = write_plan(root, base, gates=[1e9, 1e9], languages=["kk", "ky"], init_from=[None, "kk"])
     results = multistage.run_plan(multistage.read_plan(plan))
     assert [r.passed for r in results] == [True, True] and len(starts) == 2
-    best = torch.load(results[0].best_checkpoint, map_location="cpu", weights_only=False)["state_dict"]
+    best = load_checkpoint(results[0].best_checkpoint)["state_dict"]
     key = "model.model.decoder.embed_tokens.weight"
     vocab = best[key].shape[0]
     kk = WhisperTokenizerFast.from_pretrained(root / "tiny").convert_tokens_to_ids("<|kk|>")
