@@ -8,11 +8,15 @@ before training and names the key. Every other sub-command (``prepare``, ``evalu
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import sys
-from typing import Callable, Sequence
+import warnings
+import zipfile
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
 
-from speechkit.errors import SpeechkitError
+from speechkit.errors import SpeechkitError, debug_enabled, user_error_message
 
 LIGHTNING_COMMANDS = {
     "fit": "train a model",
@@ -54,38 +58,120 @@ def _load(target: str) -> Callable[[Sequence[str]], int]:
 
 
 def run_lightning_cli(argv: Sequence[str]) -> None:
-    """Run ``LightningCLI`` over any task (``model.class_path``) and data module (``data.class_path``)."""
-    from lightning.pytorch import LightningDataModule, LightningModule
-    from lightning.pytorch.cli import LightningCLI
+    """Run ``LightningCLI`` over any task (``model.class_path``) and data module (``data.class_path``).
 
-    LightningCLI(
-        LightningModule,
-        LightningDataModule,
-        subclass_mode_model=True,
-        subclass_mode_data=True,
-        save_config_kwargs={"overwrite": True},
-        args=list(argv),
+    ``speechkit.lightning_cli.run``: atomic checkpoints (``AtomicCheckpointIO`` unless the config sets a
+    ``CheckpointIO``), SIGTERM / SIGINT save a resumable ``last.ckpt`` and exit 143 / 130 (``SystemExit``), and
+    with ``--ckpt_path`` the given init arguments win over the checkpoint's where safe.
+    """
+    from speechkit.lightning_cli import run
+
+    run(
+        argv,
+        parser_kwargs={"exit_on_error": False},  # main() prints a parse error as one line, not usage + a dump
     )
 
 
+CKPT_PATH_KEYWORDS = ("last", "best", "hpc")  # --ckpt_path values Lightning resolves itself, not files
+
+
+def ckpt_path_from(args: Sequence[str]) -> str | None:
+    """The ``--ckpt_path`` a LightningCLI command line resolves to: the last one given, in a ``-c`` YAML or on it."""
+    path: str | None = None
+    args = list(args)
+    for index, arg in enumerate(args):
+        following = args[index + 1] if index + 1 < len(args) else None
+        if arg in ("-c", "--config") and following is not None:
+            path = _yaml_ckpt_path(following, path)
+        elif arg.startswith("--config="):
+            path = _yaml_ckpt_path(arg.split("=", 1)[1], path)
+        elif arg == "--ckpt_path" and following is not None:
+            path = following
+        elif arg.startswith("--ckpt_path="):
+            path = arg.split("=", 1)[1]
+    return None if path in (None, "", "null", "None") else path
+
+
+def _yaml_ckpt_path(config: str, current: str | None) -> str | None:
+    """``ckpt_path`` of a YAML config file if it sets one (an unreadable file is left to jsonargparse to report)."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(config).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return current
+    value = data.get("ckpt_path") if isinstance(data, dict) else None
+    return str(value) if value is not None else current
+
+
+def is_torch_checkpoint_file(path: Path) -> bool:
+    """Cheap check, without unpickling: a complete ``torch.save`` zip archive (with ``data.pkl``) or a legacy one."""
+    with path.open("rb") as handle:
+        if handle.read(2) == b"\x80\x02":  # torch's legacy (non-zip) format starts with a protocol-2 pickle
+            return True
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(name == "data.pkl" or name.endswith("/data.pkl") for name in archive.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
+def check_ckpt_path(path: str) -> None:
+    """Raise a one-line ``SpeechkitError`` naming ``--ckpt_path`` unless it is a checkpoint file (or 'last', ...)."""
+    if path in CKPT_PATH_KEYWORDS or path.startswith("registry") or "://" in path:
+        return
+    file = Path(path)
+    if not file.is_file():
+        raise SpeechkitError(f"--ckpt_path {path}: {'not a file' if file.exists() else 'no such file'}")
+    if not is_torch_checkpoint_file(file):
+        raise SpeechkitError(
+            f"--ckpt_path {path}: not a PyTorch checkpoint (expected a .ckpt written by speechkit fit; this file is "
+            "another kind of file or a truncated save)"
+        )
+
+
+@contextlib.contextmanager
+def _lightning_cli_quiet() -> Iterator[None]:
+    """Silence LightningCLI's warning that ``args`` and ``sys.argv`` are both set: speechkit passes argv on purpose."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
+        yield
+
+
+def _run_command(command: str, args: Sequence[str]) -> int:
+    if command in LIGHTNING_COMMANDS:
+        ckpt_path = ckpt_path_from(args)
+        if ckpt_path is not None:
+            check_ckpt_path(ckpt_path)
+        with _lightning_cli_quiet():
+            run_lightning_cli([command, *args])
+        return 0
+    return int(_load(SUBCOMMANDS[command][0])(args) or 0)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """``speechkit <command> ...``: a user error is one line ``speechkit <command>: error: ...`` and status 2.
+
+    Errors that jsonargparse wraps (a task's or ``DataConfig``'s ``SpeechkitError`` while LightningCLI builds it)
+    are unwrapped to their root; an unwritable or missing user path and a non-UTF-8 file are one line too. Any other
+    exception is a bug and keeps its traceback; ``SPEECHKIT_DEBUG=1`` shows the traceback of every error.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage())
         return 0 if argv else 2
     command = argv[0]
-    try:
-        if command in LIGHTNING_COMMANDS:
-            run_lightning_cli(argv)
-            return 0
-        if command in SUBCOMMANDS:
-            return int(_load(SUBCOMMANDS[command][0])(argv[1:]) or 0)
-    except SpeechkitError as error:
-        print(f"speechkit {command}: error: {error}", file=sys.stderr)
+    if command not in LIGHTNING_COMMANDS and command not in SUBCOMMANDS:
+        print(f"speechkit: unknown command {command!r}\n\n{_usage()}", file=sys.stderr)
         return 2
-    print(f"speechkit: unknown command {command!r}\n\n{_usage()}", file=sys.stderr)
-    return 2
-
+    try:
+        return _run_command(command, argv[1:])
+    except Exception as error:  # noqa: BLE001 - user errors become one line; anything else is re-raised
+        message = None if debug_enabled() else user_error_message(error)
+        if message is None:
+            raise
+        print(f"speechkit {command}: error: {message}", file=sys.stderr)
+        return 2
 
 if __name__ == "__main__":
     sys.exit(main())
