@@ -7,9 +7,13 @@ out, with its reason). Audio paths in the manifests are absolute.
 
 Writing is all or nothing (``write_corpus``). Every recording is first checked (``checks.audio_problems``); then
 every split is written into a temporary sibling folder of ``<out_dir>`` (same filesystem), and only when all of
-them succeeded do they replace the previous corpus: a new ``<out_dir>`` is that folder renamed into place; in an
-existing one the files are moved in by ``os.replace`` (no copy, nothing left half-written), ``prepare.json``
-last. A failure before that point (bad audio, an empty split, a full disk) leaves ``<out_dir>`` as it was.
+them succeeded do they replace the previous corpus: a new ``<out_dir>`` is that folder renamed into place (one
+atomic rename); in an existing one (which may hold other files) the old ``prepare.json`` is removed, the new files
+are moved in one by one with ``os.replace`` (each atomic, no copy), the old corpus' other manifests removed, and
+``prepare.json`` moved in last. Any failure before that (bad audio, an empty split, a full disk) leaves
+``<out_dir>`` byte for byte as it was. Only a crash (power loss, SIGKILL) within those few renames can leave a
+mixture, and it then has no ``prepare.json``, so the next run refuses it without ``--overwrite``; such a crash
+may also leave the hidden temporary folder ``.<out_dir name>.prepare-*`` beside ``<out_dir>``.
 Other files in ``<out_dir>`` (a synthesized corpus' ``audio/`` cache, a user's notes) are never touched.
 
 Re-running the same command (same corpus, source and options) rewrites its corpus; replacing a different one
@@ -250,6 +254,10 @@ def write_corpus(
         splits: ``{split: (recordings, supervisions)}``.
         unreadable: recordings the importer already left out (``read_recording`` with ``skip_bad``).
     """
+    unread_splits = {r.split for r in unreadable}
+    empty = [name for name, (recs, _) in splits.items() if len(recs) == 0 and name not in unread_splits]
+    if empty:
+        raise SpeechkitError(f"{target.corpus}: split {empty[0]!r} has no recordings in {target.source}")
     splits, rejected = _screen(target, splits, list(unreadable))
     parent = target.out_dir.resolve().parent if target.out_dir.exists() else target.out_dir.parent
     try:
