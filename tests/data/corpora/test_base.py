@@ -88,11 +88,18 @@ def test_full_disk_while_writing_leaves_the_old_corpus(
     assert snapshot(out) == before and siblings(out) == ["out"]
 
 
-def test_new_out_dir_appears_whole_or_not_at_all(tmp_path: Path, fsdd_like) -> None:
+def test_new_out_dir_appears_whole_or_not_at_all(
+    tmp_path: Path, fsdd_like, monkeypatch: pytest.MonkeyPatch
+) -> None:
     out = tmp_path / "fresh" / "out"
-    with pytest.raises(SpeechkitError, match="'dev' has no recordings"):
+    with pytest.raises(SpeechkitError, match=r"fsdd: split 'dev' has no recordings in .*B"):
         fsdd.prepare(fsdd_like(tmp_path / "B", takes=(10, 11)), out)
-    assert not out.exists() and siblings(out) == []
+    assert not out.parent.exists()  # refused before anything was created
+    with monkeypatch.context() as patch:
+        patch.setattr(CutSet, "to_file", lambda cuts, path: (_ for _ in ()).throw(OSError(errno.ENOSPC, "full")))
+        with pytest.raises(SpeechkitError, match="unchanged"):
+            fsdd.prepare(fsdd_like(tmp_path / "A"), out)
+    assert siblings(out) == []  # neither out nor a temporary folder beside it
     cuts = fsdd.prepare(fsdd_like(tmp_path / "A"), out)
     assert {split: len(c) for split, c in cuts.items()} == {"train": 2, "dev": 1, "test": 1}
     assert (out.stat().st_mode & 0o777) == 0o777 & ~_umask()  # not the private mode of a temporary folder
