@@ -115,7 +115,7 @@ def prepare_corpus(corpus: str, data_dir: Path, work: Path, audio_seconds: float
     if corpus == "fsdd":
         from speechkit.data.corpora.fsdd import prepare
 
-        splits = prepare(data_dir / "fsdd", work)
+        splits = prepare(data_dir / "fsdd", work, overwrite=True)  # a scratch folder: reruns may change the pool
         return splits["train"].to_eager(), splits["dev"].to_eager()
     from speechkit.data.corpora.synthetic import prepare
 
@@ -123,7 +123,8 @@ def prepare_corpus(corpus: str, data_dir: Path, work: Path, audio_seconds: float
     total = train_lines + dev_size + 10
     text_file = work / f"sentences_{total}.txt"
     text_file.write_text("\n".join(sentence_texts(data_dir, total, seed)) + "\n", encoding="utf-8")
-    splits = prepare(text_file, work, speakers=4, seed=seed, dev_fraction=(dev_size + 10) / total, test_fraction=0.0)
+    splits = prepare(text_file, work, speakers=4, seed=seed, dev_fraction=(dev_size + 10) / total, test_fraction=0.0,
+                     overwrite=True)
     return splits["train"].filter(_one_to_15_s).to_eager(), splits["dev"].filter(_one_to_15_s).to_eager()
 
 
