@@ -1,7 +1,8 @@
 """``speechkit evaluate wer|bleu|recall`` (also ``tools/evaluate_{wer,bleu,recall}.py``).
 
 Each prints a table and, with ``--json OUT``, writes the numbers (rates as fractions, not percent; BLEU and chrF on
-sacrebleu's 0-100 scale; undefined values as ``null``).
+sacrebleu's 0-100 scale; undefined values as ``null``). Choices made for the user (the normalizer when ``--language``
+is not given, the treatment of empty references) are stated on stderr; errors are one line naming the file.
 """
 
 from __future__ import annotations
@@ -13,13 +14,14 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from speechkit.errors import SpeechkitError
+from speechkit.errors import SpeechkitError, debug_enabled, os_error_message, user_error_message
 from speechkit.metrics.analysis import ErrorAnalysis, analyze_errors
-from speechkit.metrics.bleu import score_bleu
+from speechkit.metrics.bleu import EMPTY_REFS_TREATMENT, empty_reference_indices, score_bleu
 from speechkit.metrics.io import Prediction, read_pairs, read_trec_qrels, read_trec_run
 from speechkit.metrics.retrieval import retrieval_metrics
 from speechkit.metrics.wer import WERReport, score_wer
-from speechkit.text.normalizers import NORMALIZER_KINDS, get_normalizer
+from speechkit.text.normalizers import NORMALIZER_KINDS, Normalizer, NormalizerKind, get_normalizer
+from speechkit.text.scripts import normalizer_for_texts
 
 GROUP_FIELDS = ("system", "condition")
 
@@ -38,11 +40,20 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="metric", required=True)
     wer = commands.add_parser("wer", help="WER/CER raw and normalized, with error analysis")
     _add_text_inputs(wer)
-    wer.add_argument("--language", default="en", help="language code choosing the normalizer (default: en)")
+    wer.add_argument(
+        "--language",
+        help="language code choosing the normalizer (default: from the text's script, stated on stderr: Latin ->"
+        " English, Arabic script -> basic with Arabic-script rules, any other script -> basic)",
+    )
     wer.add_argument("--normalizer", default="auto", choices=NORMALIZER_KINDS, help="default: auto")
     wer.add_argument("--plot", metavar="OUT.png", help="write a PNG: WER by system/condition (predictions fields) and error classes")
     bleu = commands.add_parser("bleu", help="sacrebleu BLEU and chrF with signatures")
     _add_text_inputs(bleu)
+    bleu.add_argument(
+        "--empty-refs", choices=tuple(EMPTY_REFS_TREATMENT), default="keep",
+        help="segments with an empty reference: keep (sacrebleu: they lower BLEU, chrF ignores them) or drop them;"
+        " their number is reported either way (default: keep)",
+    )  # fmt: skip
     recall = commands.add_parser("recall", help="recall@k, hit@k, map@10, ndcg@10, mrr@10 from TREC run/qrels")
     recall.add_argument("--run", required=True, help="TREC run: `qid Q0 docid rank score tag` per line")
     recall.add_argument("--qrels", required=True, help="TREC qrels: `qid 0 docid relevance` per line")
@@ -65,8 +76,16 @@ def _clean(value: Any) -> Any:
 
 def write_json(data: dict[str, Any], path: str | Path) -> None:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(_clean(data), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(_clean(data), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    except OSError as error:
+        raise SpeechkitError(f"--json {path}: cannot write it ({os_error_message(error) or error})") from error
+
+
+def note(metric: str, message: str) -> None:
+    """One line on stderr about a choice made for the user (the table itself goes to stdout)."""
+    print(f"speechkit evaluate {metric}: note: {message}", file=sys.stderr)
 
 
 def _percent(value: float) -> str:
@@ -125,14 +144,23 @@ def _plot_wer(path: str, report: WERReport, groups: dict[str, WERReport], analys
     print(f"plot: {plot_wer(bars, path, classes, title=f'WER ({report.normalizer})')}")
 
 
+def choose_normalizer(language: str | None, kind: NormalizerKind, texts: Sequence[str]) -> tuple[Normalizer, str]:
+    """The normalizer and the language code for error analysis; without ``--language``, chosen by script and stated."""
+    if language is not None:
+        return get_normalizer(language, kind), language
+    choice = normalizer_for_texts(texts, kind)
+    note("wer", f"{choice.reason}; give --language to choose")
+    return choice.normalizer, choice.language
+
+
 def run_wer(args: argparse.Namespace) -> dict[str, Any]:
     predictions = read_pairs(args.ref, args.hyp, args.predictions)
-    normalize = get_normalizer(args.language, args.normalizer)
     refs, hyps = [p.ref for p in predictions], [p.hyp for p in predictions]
-    report = score_wer(refs, hyps, args.language, normalize)
-    analysis = analyze_errors([normalize(text) for text in refs], [normalize(text) for text in hyps], args.language)
+    normalize, language = choose_normalizer(args.language, args.normalizer, [*refs, *hyps])
+    report = score_wer(refs, hyps, language, normalize)
+    analysis = analyze_errors([normalize(text) for text in refs], [normalize(text) for text in hyps], language)
     groups = {
-        label: score_wer([p.ref for p in members], [p.hyp for p in members], args.language, normalize)
+        label: score_wer([p.ref for p in members], [p.hyp for p in members], language, normalize)
         for label, members in _groups(predictions).items()
     }
     print(format_wer_table(report))
@@ -145,10 +173,18 @@ def run_wer(args: argparse.Namespace) -> dict[str, Any]:
 
 def run_bleu(args: argparse.Namespace) -> dict[str, Any]:
     predictions = read_pairs(args.ref, args.hyp, args.predictions)
-    result = score_bleu([p.ref for p in predictions], [p.hyp for p in predictions])
-    print(f"segments: {result['segments']}\nBLEU  {result['bleu']:.2f}   {result['signature']}")
+    refs = [p.ref for p in predictions]
+    result = score_bleu(refs, [p.hyp for p in predictions], empty_refs=args.empty_refs)
+    empty_ids = [predictions[index].id for index in empty_reference_indices(refs)]
+    segments = f"segments: {result['segments']}"
+    if empty_ids:
+        shown = ", ".join(empty_ids[:5]) + (f" and {len(empty_ids) - 5} more" if len(empty_ids) > 5 else "")
+        treatment = result["empty_refs_treatment"]
+        segments += f"   empty references: {len(empty_ids)} ({treatment})"
+        note("bleu", f"{len(empty_ids)} of {result['segments']} references are empty ({shown}); {treatment}")
+    print(f"{segments}\nBLEU  {result['bleu']:.2f}   {result['signature']}")
     print(f"chrF  {result['chrf']:.2f}   {result['chrf_signature']}\n{result['bleu_details']}")
-    return result
+    return result | {"empty_ref_ids": empty_ids}
 
 
 def run_recall(args: argparse.Namespace) -> dict[str, Any]:
@@ -175,7 +211,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.json_out:
             write_json(result, args.json_out)
             print(f"json: {args.json_out}")
-    except SpeechkitError as error:
-        print(f"speechkit evaluate {args.metric}: error: {error}", file=sys.stderr)
+    except Exception as error:  # noqa: BLE001 - user errors (bad file, unwritable path) become one line; bugs re-raise
+        message = None if debug_enabled() else user_error_message(error)
+        if message is None:
+            raise
+        print(f"speechkit evaluate {args.metric}: error: {message}", file=sys.stderr)
         return 2
     return 0

@@ -1,12 +1,16 @@
 """Reading the files the evaluation scripts score: Kaldi ``text`` files, ``predictions.jsonl``, TREC run and qrels.
 
 Every reader names the file and line of a bad row; ids present in one file and missing from the other are an
-error naming them (never a silent skip). Blank lines carry no record and are skipped.
+error naming them (never a silent skip). Blank lines carry no record and are skipped. Files are UTF-8: a
+byte-order mark is stripped (never part of the first id); other bytes are an error naming the line and byte offset.
 """
 
 from __future__ import annotations
 
+import codecs
 import json
+import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Mapping
@@ -14,18 +18,42 @@ from typing import Iterator, Mapping
 from speechkit.errors import SpeechkitError
 
 PREDICTION_KEYS = ("id", "ref", "hyp")
+_NEWLINE = re.compile(r"\r\n|\r|\n")  # what open() in text mode splits on (not U+2028 or form feed, as splitlines)
 
 
-def _lines(path: str | Path) -> Iterator[tuple[int, str]]:
-    """(line number, line without its newline) of every non-blank line."""
+def read_utf8(path: str | Path) -> str:
+    """The text of a UTF-8 file without its byte-order mark.
+
+    Raises:
+        SpeechkitError: no such file, or bytes that are not UTF-8 (naming the line and the byte offset).
+    """
     path = Path(path)
     if not path.is_file():
         raise SpeechkitError(f"{path}: no such file")
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            line = line.rstrip("\r\n")
-            if line.strip():
-                yield number, line
+    data = path.read_bytes()
+    start = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
+    try:
+        return data[start:].decode("utf-8")
+    except UnicodeDecodeError as error:
+        offset = start + error.start
+        line = data.count(b"\n", 0, offset) + 1
+        utf16 = data[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+        hint = "; it starts with a UTF-16 byte-order mark" if utf16 else ""
+        raise SpeechkitError(
+            f"{path}:{line}: not UTF-8 text (byte 0x{data[offset]:02x} at byte offset {offset}: {error.reason}{hint}); "
+            "expected UTF-8"
+        ) from None
+
+
+def _lines(path: str | Path) -> Iterator[tuple[int, str]]:
+    """(line number, line without its newline) of every non-blank line; a byte-order mark is not part of a line.
+
+    A BOM at the start of a later line (files joined with ``cat``) is removed too: it is never part of an id.
+    """
+    for number, line in enumerate(_NEWLINE.split(read_utf8(path)), start=1):
+        line = line.lstrip("\ufeff")
+        if line.strip():
+            yield number, line
 
 
 def _add_unique(records: dict, key: str, value: object, path: str | Path, number: int, what: str = "id") -> None:
@@ -123,6 +151,11 @@ def read_trec_run(path: str | Path) -> dict[str, dict[str, float]]:
             score = float(fields[4])
         except ValueError:
             raise SpeechkitError(f"{path}:{number}: score {fields[4]!r} is not a number") from None
+        if not math.isfinite(score):
+            raise SpeechkitError(
+                f"{path}:{number}: score {fields[4]!r} is not a finite number (a NaN or infinite score has no place in "
+                "a ranking: the order would depend on the line order)"
+            )
         what = f"docid for query {fields[0]!r}:"
         _add_unique(run.setdefault(fields[0], {}), fields[2], score, path, number, what)
     return run

@@ -66,6 +66,18 @@ def reciprocal_rank_at_k(ranking: Sequence[str], relevance: Mapping[str, int], k
     return 0.0
 
 
+def check_finite_scores(run: Run, name: str = "run") -> None:
+    """Raise ``SpeechkitError`` naming the first query and document whose score is NaN or infinite.
+
+    ``sorted`` with a NaN key gives an order that depends on the input order, so a NaN would make every metric
+    depend on the order of the lines; an infinite score usually means a broken similarity.
+    """
+    for qid, scores in run.items():
+        for docid, score in scores.items():
+            if not math.isfinite(score):
+                raise SpeechkitError(f"{name}: query {qid!r}, document {docid!r}: score {score} is not a finite number")
+
+
 def _check_ks(ks: Sequence[int]) -> None:
     if not ks or any(not isinstance(k, int) or k < 1 for k in ks):
         raise SpeechkitError(f"k={list(ks)!r}: expected one or more positive integers")
@@ -85,10 +97,11 @@ def retrieval_metrics(run: Run, qrels: Qrels, ks: Sequence[int] = (1, 5, 10), cu
         item: excluded from the means, where recall is undefined; trec_eval does the same).
 
     Raises:
-        SpeechkitError: a query in one of run/qrels only, or bad cut-offs.
+        SpeechkitError: a query in one of run/qrels only, a NaN or infinite score, or bad cut-offs.
     """
     _check_ks([*ks, cutoff])
     check_same_ids(run, qrels, "run", "qrels")
+    check_finite_scores(run)
     scored = [qid for qid in run if any(rel > 0 for rel in qrels[qid].values())]
     if not scored:
         raise SpeechkitError("qrels: no query has a relevant item (relevance > 0)")
@@ -119,4 +132,6 @@ def run_from_scores(
     rows = scores.tolist() if hasattr(scores, "tolist") else scores
     if len(rows) != len(query_ids) or any(len(row) != len(doc_ids) for row in rows):
         raise SpeechkitError(f"scores: expected shape ({len(query_ids)}, {len(doc_ids)}) = (queries, documents)")
-    return {qid: dict(zip(doc_ids, map(float, row))) for qid, row in zip(query_ids, rows)}
+    run = {qid: dict(zip(doc_ids, map(float, row))) for qid, row in zip(query_ids, rows)}
+    check_finite_scores(run, "scores")
+    return run

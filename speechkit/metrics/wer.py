@@ -141,15 +141,27 @@ class WERReport:
         return out
 
 
-def resolve_normalizer(language: str, normalizer: NormalizerKind | Normalizer) -> Normalizer:
-    """A ``Normalizer`` as is, or ``get_normalizer(language, normalizer)`` for a kind name."""
-    return normalizer if isinstance(normalizer, Normalizer) else get_normalizer(language, normalizer)
+def resolve_normalizer(
+    language: str | None, normalizer: NormalizerKind | Normalizer, texts: Sequence[str] = ()
+) -> Normalizer:
+    """A ``Normalizer`` as is, or ``get_normalizer(language, normalizer)`` for a kind name.
+
+    With ``language=None`` the kind is resolved from the scripts of ``texts`` (``normalizer_for_texts``): English
+    only for Latin-script text, never Whisper's English normalizer on Arabic-script or other non-Latin text.
+    """
+    if isinstance(normalizer, Normalizer):
+        return normalizer
+    if language is None:
+        from speechkit.text.scripts import normalizer_for_texts
+
+        return normalizer_for_texts(texts, normalizer).normalizer
+    return get_normalizer(language, normalizer)
 
 
 def score_wer(
     refs: Sequence[str],
     hyps: Sequence[str],
-    language: str = "en",
+    language: str | None = None,
     normalizer: NormalizerKind | Normalizer = "auto",
 ) -> WERReport:
     """Corpus WER and CER, raw (text as given, whitespace-split) and after the language's normalizer.
@@ -157,14 +169,16 @@ def score_wer(
     Args:
         refs: reference transcripts.
         hyps: hypotheses, same length and order.
-        language: language code choosing the normalizer (see ``speechkit.text.get_normalizer``).
+        language: language code choosing the normalizer (see ``speechkit.text.get_normalizer``); None: chosen from
+            the text's script (Latin -> English, other scripts -> ``basic``; see ``speechkit.text.scripts``). The
+            report's ``normalizer`` names the choice.
         normalizer: a kind (``auto`` | ``whisper_en`` | ``basic`` | ``none``) or a ``Normalizer``.
 
     Returns:
         A ``WERReport``; ``.to_dict()`` for JSON.
     """
     check_pairs(refs, hyps)
-    normalize = resolve_normalizer(language, normalizer)
+    normalize = resolve_normalizer(language, normalizer, [*refs, *hyps])
     norm_refs = [normalize(text) for text in refs]
     norm_hyps = [normalize(text) for text in hyps]
     return WERReport(

@@ -26,3 +26,20 @@ def test_identical_is_100():
 def test_length_mismatch_raises():
     with pytest.raises(SpeechkitError, match="refs/hyps"):
         score_bleu(REFS, HYPS[:2])
+
+
+def test_empty_references_are_counted_and_their_treatment_stated():
+    """Issue 11, defect 10: an empty reference line changed BLEU (and not chrF) without a word."""
+    refs, hyps = [*REFS, ""], [*HYPS, "spurious words here"]
+    kept = score_bleu(refs, hyps)
+    assert kept["empty_refs"] == 1 and kept["segments"] == 5 and kept["segments_scored"] == 5
+    assert kept["bleu"] == pytest.approx(sacrebleu.corpus_bleu(hyps, [refs]).score)
+    assert kept["bleu"] < score_bleu(REFS, HYPS)["bleu"]  # the hypothesis words count as unmatched n-grams ...
+    assert kept["chrf"] == pytest.approx(score_bleu(REFS, HYPS)["chrf"])  # ... while sacrebleu's chrF ignores them
+    assert "BLEU counts" in kept["empty_refs_treatment"] and "chrF" in kept["empty_refs_treatment"]
+    dropped = score_bleu(refs, hyps, empty_refs="drop")
+    assert dropped["bleu"] == pytest.approx(score_bleu(REFS, HYPS)["bleu"])
+    assert dropped["empty_refs"] == 1 and dropped["segments"] == 5 and dropped["segments_scored"] == 4
+    assert score_bleu(REFS, HYPS)["empty_refs"] == 0 and score_bleu(REFS, HYPS)["empty_refs_treatment"] == ""
+    with pytest.raises(SpeechkitError, match="all 2 references are empty"):
+        score_bleu(["", " "], ["a", "b"], empty_refs="drop")

@@ -66,3 +66,38 @@ def test_trec_files(tmp_path):
         read_trec_qrels(write(tmp_path / "qrels", "q1 0 d1 x\n"))
     with pytest.raises(SpeechkitError, match=r"run:2: duplicate docid for query 'q1'"):
         read_trec_run(write(tmp_path / "run", "q1 Q0 d1 1 2 s\nq1 Q0 d1 2 1 s\n"))
+
+
+def test_bom_is_stripped_not_part_of_the_first_id(tmp_path):
+    """Issue 11, defect 10: a UTF-8 BOM became part of the first id ('\\ufeffu1' missing from the other file)."""
+    ref = tmp_path / "ref"
+    ref.write_bytes(b"\xef\xbb\xbfu1 hello\nu2 world\n")
+    assert read_kaldi_text(ref) == {"u1": "hello", "u2": "world"}
+    joined = tmp_path / "joined"  # two BOM files joined with cat: the second BOM starts line 2
+    joined.write_bytes(b"\xef\xbb\xbfu1 a\n\xef\xbb\xbfu2 b\n")
+    assert list(read_kaldi_text(joined)) == ["u1", "u2"]
+    jsonl = tmp_path / "p.jsonl"
+    jsonl.write_bytes(b'\xef\xbb\xbf{"id": "a", "ref": "x", "hyp": "x"}\n')
+    assert read_predictions(jsonl)[0].id == "a"
+    run = tmp_path / "run"
+    run.write_bytes(b"\xef\xbb\xbfq1 Q0 d1 1 2.5 sys\n")
+    assert read_trec_run(run) == {"q1": {"d1": 2.5}}
+
+
+def test_non_utf8_names_the_file_line_and_byte_offset(tmp_path):
+    path = tmp_path / "hyp"
+    path.write_bytes(b"u1 ok\nu2 caf\xe9\n")
+    with pytest.raises(SpeechkitError, match=r"hyp:2: not UTF-8 text \(byte 0xe9 at byte offset 12: invalid"):
+        read_kaldi_text(path)
+    utf16 = tmp_path / "utf16"
+    utf16.write_bytes("u1 a\n".encode("utf-16"))
+    with pytest.raises(SpeechkitError, match="UTF-16 byte-order mark"):
+        read_kaldi_text(utf16)
+
+
+@pytest.mark.parametrize("score", ["nan", "NaN", "inf", "-inf"])
+def test_non_finite_score_is_an_error_naming_the_line(tmp_path, score):
+    """Issue 11, defect 10: a NaN score made recall depend on the order of the lines."""
+    for text, line in ((f"q1 Q0 a 1 {score} t\nq1 Q0 b 2 1 t\n", 1), (f"q1 Q0 b 1 1 t\nq1 Q0 a 2 {score} t\n", 2)):
+        with pytest.raises(SpeechkitError, match=rf"run:{line}: score '{score}' is not a finite number"):
+            read_trec_run(write(tmp_path / "run", text))

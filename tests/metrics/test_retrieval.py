@@ -71,3 +71,13 @@ def test_run_from_similarity_matrix():
     assert result["hit@1"] == pytest.approx(0.5) and result["hit@2"] == pytest.approx(1.0)
     with pytest.raises(SpeechkitError, match="expected shape"):
         run_from_scores(scores, ["a0"], ["c0", "c1", "c2"])
+
+
+def test_non_finite_scores_are_refused():
+    """sorted() with a NaN key depends on the input order: the metrics would too."""
+    qrels = {"q1": {"b": 1}}
+    for run in ({"q1": {"a": math.nan, "b": 1.0}}, {"q1": {"b": 1.0, "a": math.nan}}):
+        with pytest.raises(SpeechkitError, match=r"run: query 'q1', document 'a': score nan is not a finite number"):
+            retrieval_metrics(run, qrels, ks=[1])
+    with pytest.raises(SpeechkitError, match=r"scores: query 'q2', document 'd1': score inf"):
+        run_from_scores([[0.1, 0.2], [math.inf, 0.0]], ["q1", "q2"], ["d1", "d2"])
