@@ -211,3 +211,17 @@ def test_a_bug_keeps_its_traceback(monkeypatch):
     monkeypatch.setattr(metrics_cli, "main", broken)
     with pytest.raises(KeyError):
         main(["evaluate", "wer"])
+
+
+def test_unwritable_export_out_is_one_line(tiny, tmp_path, capfd):
+    """A real checkpoint (one fit step; its --ckpt_path passes the pre-check) exported below a regular file."""
+    root = tmp_path / "run"
+    assert main(["fit", "-c", tiny["config"], "--trainer.default_root_dir", str(root)]) == 0
+    (checkpoint,) = root.rglob("*.ckpt")
+    check_ckpt_path(str(checkpoint))
+    capfd.readouterr()
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    assert main(["export", "--checkpoint", str(checkpoint), "--out", str(blocker / "hf")]) == 2
+    lines = problem_lines(capfd.readouterr().err)
+    assert lines == [f"speechkit export: error: {blocker / 'hf'}: Not a directory"]
