@@ -409,7 +409,7 @@ class SignalCheckpoint(Callback):
         if not isinstance(exception, SIGTERMException) or trainer.state.fn != TrainerFn.FITTING:
             return
         path = self.last_path(trainer)
-        trainer.save_checkpoint(path)
+        trainer.save_checkpoint(path, False)  # False: the whole state (optimizers, loops), not only the weights
         self.saved = path
         if trainer.is_global_zero:
             print(f"interrupted at step {trainer.global_step}: saved {path}; resume with --ckpt_path {path}",

@@ -1,7 +1,9 @@
 """On-the-fly augmentation: speed perturbation and noise at a target SNR (on cuts), SpecAugment (on features).
 
 All three are Lhotse's (``PerturbSpeed``, ``CutMix``, ``SpecAugment``); this module only builds them from
-``DataConfig`` so that every task switches them the same way.
+``DataConfig`` so that every task switches them the same way. The cut-level two run as ``BatchAugment``, whose draws
+are a function of the batch's position (seed, rank, epoch, index): a resumed run reproduces them exactly.
+SpecAugment draws from the global generators in the DataLoader worker (not reproduced across a resume).
 """
 
 from __future__ import annotations
@@ -18,15 +20,19 @@ from speechkit.data.config import DataConfig
 CutTransform = Callable[[CutSet], CutSet]
 
 
-def cut_transforms(config: DataConfig, noise_cuts: Optional[CutSet] = None) -> list[CutTransform]:
-    """Training-time cut transforms, in order: speed perturbation, then noise mixing."""
+def cut_transforms(
+    config: DataConfig, noise_cuts: Optional[CutSet] = None, rng: Optional[random.Random] = None
+) -> list[CutTransform]:
+    """Training-time cut transforms, in order: speed perturbation, then noise mixing; both draw from ``rng``
+    (default: a ``random.Random(config.seed)`` of their own)."""
+    rng = rng if rng is not None else random.Random(config.seed)
     transforms: list[CutTransform] = []
     if config.speed_perturb:
         transforms.append(
             PerturbSpeed(
                 factors=list(config.speed_perturb),
                 p=config.speed_perturb_prob,
-                randgen=random.Random(config.seed),
+                randgen=rng,
                 preserve_id=True,
             )
         )
@@ -37,11 +43,49 @@ def cut_transforms(config: DataConfig, noise_cuts: Optional[CutSet] = None) -> l
                 snr=tuple(config.noise_snr),
                 p=config.noise_prob,
                 preserve_id=True,
-                seed=config.seed,
+                seed=rng,
                 random_mix_offset=True,
             )
         )
     return transforms
+
+
+class BatchAugment:
+    """The cut transforms of training batches, with random draws fixed by ``(seed, rank, epoch, batch index)``.
+
+    The random generator the transforms share is re-seeded before every batch from the run's seed, the rank, the
+    epoch and the batch's index in the epoch, so the augmentation of a batch depends on nothing else: a run resumed
+    mid-epoch (which restores the epoch and skips the batches already trained on) draws exactly what the
+    uninterrupted run drew, whatever the number of DataLoader workers or prefetched batches; DDP ranks draw
+    differently. Applied by the training sampler (in the main process) before a batch goes to a worker.
+
+    Args:
+        transforms: cut transforms drawing from ``rng`` (see :func:`cut_transforms`).
+        rng: their shared generator.
+        seed: the run's data seed.
+        rank: this process's rank.
+    """
+
+    def __init__(self, transforms: list[CutTransform], rng: random.Random, seed: int, rank: int = 0) -> None:
+        self.transforms, self.rng, self.seed, self.rank = list(transforms), rng, seed, rank
+
+    @classmethod
+    def from_config(cls, config: DataConfig, noise_cuts: Optional[CutSet] = None,
+                    rank: int = 0) -> Optional["BatchAugment"]:
+        """Speed perturbation and noise mixing as the config sets them; ``None`` when both are off."""
+        rng = random.Random(config.seed)
+        transforms = cut_transforms(config, noise_cuts, rng)
+        return cls(transforms, rng, config.seed, rank) if transforms else None
+
+    def batch_seed(self, epoch: int, index: int) -> str:
+        """The seed of batch ``index`` (0-based, in the epoch) of ``epoch``."""
+        return f"speechkit-augment:{self.seed}:{self.rank}:{epoch}:{index}"
+
+    def __call__(self, cuts: CutSet, epoch: int, index: int) -> CutSet:
+        self.rng.seed(self.batch_seed(epoch, index))
+        for transform in self.transforms:
+            cuts = transform(cuts)
+        return cuts
 
 
 def spec_augment(config: DataConfig) -> Optional[SpecAugment]:

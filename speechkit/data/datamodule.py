@@ -18,7 +18,7 @@ from lhotse.dataset import DynamicBucketingSampler, SimpleCutSampler
 from lhotse.dataset.sampling.base import CutSampler
 from torch.utils.data import DataLoader, Sampler
 
-from speechkit.data.augment import cut_transforms, spec_augment
+from speechkit.data.augment import BatchAugment, spec_augment
 from speechkit.data.config import DataConfig
 from speechkit.data.dataset import SpeechDataset
 from speechkit.errors import SpeechkitError
@@ -50,21 +50,41 @@ def load_cuts(paths: Union[str, list[str]], what: str) -> CutSet:
 
 
 class ResumableSampler(Sampler):
-    """Wraps a Lhotse sampler so that a resumed run skips the batches the interrupted run already trained on."""
+    """Wraps a Lhotse sampler so that a resumed run skips the batches the interrupted run already trained on.
 
-    def __init__(self, sampler: CutSampler, skip_batches: int = 0) -> None:
+    It also applies the cut-level augmentation (``BatchAugment``) to each batch with the batch's epoch and index
+    in the epoch, the skipped batches included, so the resumed run augments as the uninterrupted one did.
+    """
+
+    def __init__(self, sampler: CutSampler, skip_batches: int = 0, augment: Optional[BatchAugment] = None) -> None:
         self.sampler = sampler
         self.skip_batches = skip_batches
+        self.augment = augment
+        self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
         self.sampler.set_epoch(epoch)
 
     def __iter__(self) -> Iterator[CutSet]:
+        # Lazy: nothing runs until the first batch is asked for. A DataLoader with workers calls ``iter`` twice and
+        # only advances the second iterator; an eager skip would be spent on the first (and ``iter`` on a Lhotse
+        # sampler restarts it).
+        return self._batches()
+
+    def _batches(self) -> Iterator[CutSet]:
         iterator = iter(self.sampler)
         skip, self.skip_batches = self.skip_batches, 0
         for _ in range(skip):
             next(iterator, None)
-        return iterator
+        index, epoch = skip, self.epoch
+        while True:
+            try:
+                cuts = next(iterator)  # ``next`` only: ``iter`` on a Lhotse sampler restarts it
+            except StopIteration:
+                return
+            yield cuts if self.augment is None else self.augment(cuts, epoch, index)
+            index += 1
 
 
 class SpeechDataModule(L.LightningDataModule):
@@ -106,17 +126,21 @@ class SpeechDataModule(L.LightningDataModule):
         return self.trainer.global_rank, self.trainer.world_size
 
     def dataset(self, train: bool) -> SpeechDataset:
-        """The task dataset; training adds the configured augmentation."""
-        noise = load_cuts(self.config.noise_cuts, "noise_cuts").resample(self.config.sampling_rate) if (
-            train and self.config.noise_cuts
-        ) else None
+        """The task dataset; training adds SpecAugment (cut-level augmentation: ``train_augment``)."""
         return SpeechDataset(
             self.config,
             tokenizer=self.tokenizer,
             pad_token_id=self.pad_token_id,
-            cut_transforms=cut_transforms(self.config, noise) if train else (),
             feature_transform=spec_augment(self.config) if train else None,
         )
+
+    def train_augment(self) -> Optional[BatchAugment]:
+        """Speed perturbation and noise mixing of training batches (``None`` when both are off); the training
+        sampler applies it, with draws fixed by the batch's position (see ``BatchAugment``)."""
+        noise = load_cuts(self.config.noise_cuts, "noise_cuts").resample(self.config.sampling_rate) if (
+            self.config.noise_cuts
+        ) else None
+        return BatchAugment.from_config(self.config, noise, rank=self._rank_world()[0])
 
     # ------------------------------------------------------------ samplers
     def make_train_sampler(self, cuts: CutSet) -> CutSampler:
@@ -158,7 +182,8 @@ class SpeechDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         self.train_sampler = self.make_train_sampler(self._cuts("train"))
-        sampler = ResumableSampler(self.train_sampler, skip_batches=self._resume_batches)
+        augment = self.train_augment()
+        sampler = ResumableSampler(self.train_sampler, skip_batches=self._resume_batches, augment=augment)
         self._resume_batches = 0
         return self._loader(self.dataset(train=True), sampler)
 
@@ -183,7 +208,8 @@ class SpeechDataModule(L.LightningDataModule):
         """Batches of the current epoch the training loop has consumed (restored on resume).
 
         ``processed``, not ``completed``: checkpoint callbacks run in ``on_train_batch_end``, before Lightning
-        counts the batch as completed.
+        counts the batch as completed. With the epoch (restored by Lightning) this is also the state of the
+        augmentation's random draws (``BatchAugment``).
         """
         if self.trainer is None:
             return {"train_batches_in_epoch": 0}

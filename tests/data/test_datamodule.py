@@ -80,9 +80,9 @@ def test_noise_mixing_hits_target_snr(corpus, tmp_path):
     noise = CutSet.from_cuts([Recording.from_file(tmp_path / "noise.wav").to_cut()])
     noise.to_file(tmp_path / "noise_cuts.jsonl.gz")
     cfg = config(corpus, noise_cuts=str(tmp_path / "noise_cuts.jsonl.gz"), noise_snr=(7.0, 7.0), noise_prob=1.0)
-    dataset = SpeechDataModule(cfg).dataset(train=True)
+    augment = SpeechDataModule(cfg).train_augment()
     cuts = CutSet.from_file(corpus / "cuts_dev.jsonl.gz").subset(first=3).to_eager()
-    for mixed in dataset.cut_transforms[0](cuts):
+    for mixed in augment(cuts, epoch=0, index=0):
         speech = mixed.tracks[0].cut.load_audio()[0]
         noise_track = mixed.tracks[1]
         noise_audio = noise_track.cut.load_audio()[0][: speech.shape[0]]
