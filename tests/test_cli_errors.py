@@ -181,7 +181,8 @@ def test_unwritable_evaluate_json_is_one_line(tmp_path, capfd):
     texts = tmp_path / "text"
     texts.write_text("u1 hello world\n")
     out = permission_denied_dir() / "wer.json"
-    assert main(["evaluate", "wer", "--ref", str(texts), "--hyp", str(texts), "--json", str(out)]) == 2
+    args = ["evaluate", "wer", "--ref", str(texts), "--hyp", str(texts), "--language", "en", "--json", str(out)]
+    assert main(args) == 2
     stderr = capfd.readouterr().err
     assert stderr.count("\n") == 1 and stderr.startswith("speechkit evaluate")
     assert str(out.parent) in stderr and ("not permitted" in stderr or "denied" in stderr)
