@@ -54,6 +54,13 @@ class DataConfig:
         spec_augment_freq_width: maximum width of a frequency mask.
         spec_augment_time_masks: number of time masks.
         spec_augment_max_time_fraction: time masks cover at most this fraction of frames.
+        drop_too_long: training cuts longer than the task takes are left out, their count and ids logged before
+            training; ``False``: they are an error before training. The limit is the task's ``max_input_seconds``
+            (30 s for Whisper) times the smallest ``speed_perturb`` factor below 1 (0.9 stretches a cut to 1/0.9).
+            Dev and test cuts are never left out.
+        allow_language_mismatch: train and evaluate on cuts whose supervision language differs from the task's
+            (e.g. ``WhisperFinetune.language``), counting and logging them; ``False``: such a cut is an error
+            before training naming the manifest, the cut and both languages.
     """
 
     train_cuts: Optional[Union[str, list[str]]] = None
@@ -90,6 +97,8 @@ class DataConfig:
     spec_augment_freq_width: int = 27
     spec_augment_time_masks: int = 4
     spec_augment_max_time_fraction: float = 0.05
+    drop_too_long: bool = False
+    allow_language_mismatch: bool = False
 
     def __post_init__(self) -> None:
         if self.input == "whisper_fbank" and self.sampling_rate != 16000:

@@ -5,12 +5,21 @@ as 1-D / 2-D bins with optional per-bucket batch sizes). Under DDP every rank ge
 the same bucket each step (``sync_buckets``); the Trainer must run with ``use_distributed_sampler: false``.
 Validation and test use static batches of ``val_batch_size`` cuts. A task that wants token ids defines
 ``tokenize(text) -> list[int]`` (and optionally ``pad_token_id``); the data module picks them up in ``setup``.
+
+Before the first step ``setup`` reads the manifests the stage will use (``check_data``) and refuses, in one line
+naming the manifest, line and cut: a truncated or malformed manifest; a dev/test audio file that is missing or
+does not open (a header read, no decoding); a cut longer than the task takes (its ``max_input_seconds``, e.g.
+30 s for Whisper; for training, times the smallest speed-perturbation factor below 1; training cuts are left out
+and reported instead with ``drop_too_long``); a supervision whose language is not the task's
+``expected_language`` (unless ``allow_language_mismatch``). Training manifests are checked from their durations
+and languages only; their audio is not opened.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any, Iterator, Optional, Union
+import time
+from typing import Any, Iterator, Optional
 
 import lightning as L
 from lhotse import CutSet
@@ -21,32 +30,20 @@ from torch.utils.data import DataLoader, Sampler
 from speechkit.data.augment import BatchAugment, spec_augment
 from speechkit.data.config import DataConfig
 from speechkit.data.dataset import SpeechDataset
+from speechkit.data.manifests import ManifestReport, check_manifest, load_cuts, summarize
 from speechkit.errors import SpeechkitError
 
 log = logging.getLogger(__name__)
 
 
-def load_cuts(paths: Union[str, list[str]], what: str) -> CutSet:
-    """Reads one or more Lhotse cut manifests (lazily); a missing or non-Lhotse file is an error naming it."""
-    paths = [paths] if isinstance(paths, str) else list(paths)
-    sets = []
-    for path in paths:
-        try:
-            cuts = CutSet.from_file(path)
-            first = next(iter(cuts), None)  # forces a parse of the first line
-        except FileNotFoundError as error:
-            raise SpeechkitError(f"{what}: manifest {path} does not exist") from error
-        except Exception as error:
-            raise SpeechkitError(f"{what}: {path} is not a Lhotse cut manifest (JSONL of cuts): {error}") from error
-        if first is None:
-            raise SpeechkitError(f"{what}: manifest {path} holds no cuts")
-        if not hasattr(first, "recording"):
-            raise SpeechkitError(f"{what}: {path} holds {type(first).__name__} items, not cuts (use cuts_*.jsonl.gz)")
-        sets.append(cuts)
-    cuts = sets[0]
-    for other in sets[1:]:
-        cuts = cuts + other
-    return cuts
+class NotLongerThan:
+    """A picklable cut filter: ``cut.duration <= seconds``."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def __call__(self, cut: Any) -> bool:
+        return cut.duration <= self.seconds
 
 
 class ResumableSampler(Sampler):
@@ -101,6 +98,7 @@ class SpeechDataModule(L.LightningDataModule):
         self.pad_token_id = 0
         self._resume_batches = 0
         self.train_sampler: Optional[CutSampler] = None
+        self._train_max_seconds: Optional[float] = None  # set by check_data when drop_too_long leaves cuts out
 
     # ----------------------------------------------------------------- set-up
     def setup(self, stage: Optional[str] = None) -> None:
@@ -112,12 +110,129 @@ class SpeechDataModule(L.LightningDataModule):
                 raise SpeechkitError(
                     "trainer.use_distributed_sampler must be false: SpeechDataModule shards data across ranks itself"
                 )
+        self.check_data(
+            stage, getattr(model, "max_input_seconds", None), getattr(model, "expected_language", None),
+            validates=self._validates(model),
+        )
+
+    # ----------------------------------------------------------------- checks before the first step
+    def _validates(self, model: Any) -> bool:
+        """Whether ``fit`` will run validation (the task has a ``validation_step`` and the trainer runs it)."""
+        if model is None or self.trainer is None:
+            return self.config.dev_cuts is not None
+        from lightning.pytorch.utilities.model_helpers import is_overridden
+
+        return is_overridden("validation_step", model, L.LightningModule) and self.trainer.limit_val_batches != 0
+
+    def train_limit(self, max_input_seconds: Optional[float]) -> Optional[float]:
+        """The longest training cut the task takes: speed perturbation by ``f < 1`` stretches a cut by ``1 / f``."""
+        if max_input_seconds is None:
+            return None
+        factors = self.config.speed_perturb if self.config.speed_perturb_prob > 0 else []
+        return max_input_seconds * min([1.0, *factors])
+
+    def check_data(
+        self,
+        stage: Optional[str],
+        max_input_seconds: Optional[float] = None,
+        language: Optional[str] = None,
+        validates: bool = True,
+    ) -> dict[str, ManifestReport]:
+        """Read every manifest the stage uses once and refuse what would fail later (see the module docstring).
+
+        ``fit`` checks train (durations, languages), dev (when it validates) and, when given, test and noise
+        (audio headers too); ``validate`` dev; ``test`` and ``predict`` test.
+
+        Args:
+            stage: Lightning's stage (``fit``, ``validate``, ``test``, ``predict``; ``None`` = ``fit``).
+            max_input_seconds: the longest cut the task takes (``None``: no limit).
+            language: the language every supervision must carry (``None``: not checked).
+            validates: whether ``fit`` runs validation (then ``dev_cuts`` is required).
+
+        Returns:
+            One report per manifest key checked.
+
+        Raises:
+            SpeechkitError: one line naming the manifest, line and cut of the first problem found.
+        """
+        c = self.config
+        eval_split = {"validate": "dev", "test": "test", "predict": "test"}
+        if (stage or "fit") == "fit":
+            required = {"train": True, "dev": validates, "test": False}
+        elif stage in eval_split:
+            required = {eval_split[stage]: True}
+        else:
+            return {}
+        reports = {}
+        for split, needed in required.items():
+            paths = getattr(c, f"{split}_cuts")
+            if paths is None:
+                if needed:
+                    why = ", but the trainer validates (or set trainer.limit_val_batches: 0)" if split == "dev" else ""
+                    raise SpeechkitError(f"data config has no {split}_cuts manifest{why}")
+                continue
+            train = split == "train"
+            limit = self.train_limit(max_input_seconds) if train else max_input_seconds
+            start = time.perf_counter()
+            report = check_manifest(paths, f"{split}_cuts", limit, language, open_audio=not train)
+            self._judge(report, limit, max_input_seconds, language)
+            log.info("%s: %d cuts checked (%d audio headers read) in %.1f s", report.what, report.cuts,
+                     report.audio_files, time.perf_counter() - start)
+            reports[report.what] = report
+        if (stage or "fit") == "fit" and c.noise_cuts:
+            report = check_manifest(c.noise_cuts, "noise_cuts", open_audio=True)
+            self._judge(report, None, None, None)
+            reports[report.what] = report
+        return reports
+
+    def _judge(
+        self,
+        report: ManifestReport,
+        limit: Optional[float],
+        max_input_seconds: Optional[float],
+        language: Optional[str],
+    ) -> None:
+        """Raise on what ``check_manifest`` found, or leave it out and report it where the config allows."""
+        c, what, loud = self.config, report.what, self._rank_world()[0] == 0
+        if report.unreadable:
+            raise SpeechkitError(f"{what}: {len(report.unreadable)} of {report.cuts} cuts have audio that does not "
+                                 f"open (checked before training): {summarize(report.unreadable)}")
+        if report.too_long:
+            stretch = "" if limit == max_input_seconds else (
+                f" (the task takes {max_input_seconds:g} s; speed_perturb {min(c.speed_perturb):g} stretches a cut "
+                f"to {1 / min(c.speed_perturb):.3g}x)")
+            if what == "train_cuts" and c.drop_too_long:
+                self._train_max_seconds = limit
+                if loud:
+                    log.warning("%s: drop_too_long leaves out %d of %d cuts longer than %.2f s%s: %s", what,
+                                len(report.too_long), report.cuts, limit, stretch,
+                                ", ".join(repr(f.cut_id) for f in report.too_long))
+            else:
+                fix = ("set data.init_args.config.drop_too_long: true to leave them out (counted and reported), or "
+                       "split them" if what == "train_cuts" else "an evaluation set is never filtered: split them "
+                       "or remove them from the manifest")
+                raise SpeechkitError(f"{what}: {len(report.too_long)} of {report.cuts} cuts are longer than the "
+                                     f"{limit:.2f} s the model takes{stretch}: {summarize(report.too_long)}; {fix}")
+        if report.other_language:
+            if not c.allow_language_mismatch:
+                raise SpeechkitError(
+                    f"{what}: {len(report.other_language)} of {report.cuts} cuts are not in the configured language "
+                    f"{language!r}: {summarize(report.other_language)}; set the task's language to the data's, or "
+                    "data.init_args.config.allow_language_mismatch: true if that is intended")
+            if loud:
+                log.warning("%s: allow_language_mismatch: %d of %d cuts are not in %r (%s)", what,
+                            len(report.other_language), report.cuts, language, summarize(report.other_language))
+        if report.no_language and loud:
+            log.info("%s: %d of %d cuts name no language (not compared with %r)", what, report.no_language,
+                     report.cuts, language)
 
     def _cuts(self, split: str) -> CutSet:
         paths = getattr(self.config, f"{split}_cuts")
         if paths is None:
             raise SpeechkitError(f"data config has no {split}_cuts manifest")
         cuts = load_cuts(paths, f"{split}_cuts")
+        if split == "train" and self._train_max_seconds is not None:  # drop_too_long, reported by check_data
+            cuts = cuts.filter(NotLongerThan(self._train_max_seconds))
         return cuts.resample(self.config.sampling_rate)
 
     def _rank_world(self) -> tuple[int, int]:

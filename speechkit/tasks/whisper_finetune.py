@@ -23,6 +23,7 @@ from torch import nn
 
 from speechkit.checkpoints import checkpoint_state_dict, load_checkpoint
 from speechkit.data.batches import SpeechBatch
+from speechkit.data.manifests import language_code
 from speechkit.errors import SpeechkitError
 from speechkit.losses.checks import check_finite
 from speechkit.metrics.stateful import WERMetric
@@ -50,7 +51,9 @@ class WhisperFinetune(L.LightningModule):
     Args:
         model_name_or_path: ``ct2:tiny.en`` / ``ct2:base`` (packaged real weights), a CTranslate2 folder, a
             Hugging Face folder or hub name (``from_pretrained``).
-        language: language code of the data (``None`` for English-only models).
+        language: language code of the data (``en`` or ``None`` for English-only models, which refuse any other).
+            Before training the data module refuses a manifest whose supervisions name another language
+            (``DataConfig.allow_language_mismatch`` lets it through, counted and logged).
         new_language_init_from: for a language Whisper lacks: the related language whose token row initialises
             the new ``<|xx|>`` row; ``"mean"`` for the mean of all language rows. Ignored when Whisper has it.
         task: ``transcribe`` or ``translate``.
@@ -127,7 +130,14 @@ class WhisperFinetune(L.LightningModule):
 
     # ------------------------------------------------------------ set-up
     def _ensure_language(self, model: nn.Module, language: Optional[str], init_from: Optional[str]) -> Optional[int]:
-        if language is None or not is_multilingual(self.tokenizer) or has_language(self.tokenizer, language):
+        if not is_multilingual(self.tokenizer):
+            if language is not None and language_code(language) != "en":
+                raise SpeechkitError(
+                    f"language {language!r}: {self.hparams.model_name_or_path} is an English-only Whisper (no "
+                    "language tokens); set language: en, or use a multilingual one such as ct2:base"
+                )
+            return None
+        if language is None or has_language(self.tokenizer, language):
             return None
         if init_from is None:
             raise SpeechkitError(
@@ -157,6 +167,14 @@ class WhisperFinetune(L.LightningModule):
                 f"init_checkpoint {checkpoint}: weights do not fit this model (missing {missing[:3]}, "
                 f"unexpected {unexpected[:3]}); stages must use the same size, strategy and languages"
             )
+
+    # ------------------------------------------------------------ what the data module checks before training
+    max_input_seconds: float = WHISPER_FRAMES / 100  # Whisper's encoder takes at most 30 s
+
+    @property
+    def expected_language(self) -> str:
+        """The language every supervision of the manifests must carry (``en`` for English-only models)."""
+        return self.hparams.language or "en"
 
     def tokenize(self, text: str) -> list[int]:
         """Decoder tokens of one utterance: prompt + text + ``<|endoftext|>`` (the data module calls this)."""

@@ -126,7 +126,7 @@ def test_new_language_checkpoint_exports_to_a_pipeline(tiny, tmp_path):
     from speechkit.cli import main
 
     task = WhisperFinetune(tiny["multi"], language="ky", new_language_init_from="de", max_new_tokens=4)
-    trainer = fit(task, data(tiny), steps=1, default_root_dir=str(tmp_path))
+    trainer = fit(task, data(tiny, allow_language_mismatch=True), steps=1, default_root_dir=str(tmp_path))  # en tones
     trainer.save_checkpoint(tmp_path / "run.ckpt")
     assert main(["export", "--checkpoint", str(tmp_path / "run.ckpt"), "--out", str(tmp_path / "hf")]) == 0
     tokenizer = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
@@ -138,3 +138,45 @@ def test_new_language_checkpoint_exports_to_a_pipeline(tiny, tmp_path):
     asr = transformers.pipeline("automatic-speech-recognition", model=str(tmp_path / "hf"))
     out = asr(np.zeros(16000, dtype=np.float32), generate_kwargs={"language": "ky", "max_new_tokens": 3})
     assert isinstance(out["text"], str)
+
+
+# --------------------------------------------------------------------- language and length checks (issue 11)
+def test_an_english_only_whisper_refuses_another_language(tiny):
+    """Issue 11, defect 9: language xx on tiny.en trained with only the normalizer changing."""
+    for language in ("de", "xx"):
+        with pytest.raises(SpeechkitError, match=rf"^language '{language}': .* is an English-only Whisper") as error:
+            WhisperFinetune(tiny["en"], language=language)
+        assert "\n" not in str(error.value)
+    for language in ("en", None, "English"):
+        assert WhisperFinetune(tiny["en"], language=language).expected_language in ("en", "English")
+
+
+def test_an_unknown_language_on_a_multilingual_whisper_is_one_line(tiny):
+    expected = r"^language 'xx': Whisper has no <\|xx\|> token; set new_language_init_from"
+    with pytest.raises(SpeechkitError, match=expected) as error:
+        WhisperFinetune(tiny["multi"], language="xx", new_language_init_from=None)
+    assert "\n" not in str(error.value)
+
+
+def test_a_manifest_in_another_language_is_refused_before_training(tiny):
+    """Issue 11, defect 9: `de` manifests on an English model (and the reverse) trained without a word."""
+    task = WhisperFinetune(tiny["multi"], language="de")
+    train = tiny["data"] / "cuts_train.jsonl.gz"
+    with pytest.raises(SpeechkitError, match=rf"^train_cuts: 8 of 8 cuts are not in the configured language 'de': "
+                                             rf"cut 'train_0000' \({train} line 1\): supervision language en"):
+        fit(task, data(tiny))
+    assert task.global_step == 0
+
+
+def test_a_cut_over_30_s_is_refused_before_training(tiny, tmp_path):
+    """Issue 11, defect 6: a cut over 30 s failed at the step that reached it, naming no manifest."""
+    long = tone_corpus(tmp_path / "long", "train", num_cuts=1, seed=3, min_duration=30.2, max_duration=30.4)
+    cut = next(iter(long))
+    task = WhisperFinetune(tiny["en"], language="en")
+    assert task.max_input_seconds == 30.0
+    manifest = tmp_path / "long" / "cuts_train.jsonl.gz"
+    dm = data(tiny, train_cuts=[str(tiny["data"] / "cuts_train.jsonl.gz"), str(manifest)])
+    with pytest.raises(SpeechkitError, match=rf"^train_cuts: 1 of 9 cuts are longer than the 30.00 s the model takes: "
+                                             rf"cut '{cut.id}' \({manifest} line 1\): {cut.duration:.2f} s > 30.00 s"):
+        fit(task, dm)
+    assert task.global_step == 0
