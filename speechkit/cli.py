@@ -105,16 +105,26 @@ def _yaml_ckpt_path(config: str, current: str | None) -> str | None:
     return str(value) if value is not None else current
 
 
-def is_torch_checkpoint_file(path: Path) -> bool:
-    """Cheap check, without unpickling: a complete ``torch.save`` zip archive (with ``data.pkl``) or a legacy one."""
+def checkpoint_file_problem(path: Path) -> str | None:
+    """Why ``path`` is not a Lightning checkpoint, or None; cheap: reads the archive's index and pickle, no tensors.
+
+    A ``torch.save`` zip archive whose ``data.pkl`` names ``pytorch-lightning_version`` passes (the legacy non-zip
+    format, a protocol-2 pickle, is left to Lightning); a truncated archive, another kind of file or a bare
+    ``state_dict`` (``pytorch_model.bin``) does not.
+    """
     with path.open("rb") as handle:
-        if handle.read(2) == b"\x80\x02":  # torch's legacy (non-zip) format starts with a protocol-2 pickle
-            return True
+        if handle.read(2) == b"\x80\x02":
+            return None
     try:
         with zipfile.ZipFile(path) as archive:
-            return any(name == "data.pkl" or name.endswith("/data.pkl") for name in archive.namelist())
-    except (zipfile.BadZipFile, OSError):
-        return False
+            pickles = [name for name in archive.namelist() if name == "data.pkl" or name.endswith("/data.pkl")]
+            if not pickles:
+                return "a zip archive but not a PyTorch checkpoint"
+            if b"pytorch-lightning_version" not in archive.read(pickles[0]):
+                return "a PyTorch file but not a Lightning checkpoint (no pytorch-lightning_version: a state_dict?)"
+    except (zipfile.BadZipFile, OSError, EOFError):
+        return "not a PyTorch checkpoint (another kind of file, or a truncated save)"
+    return None
 
 
 def check_ckpt_path(path: str) -> None:
@@ -124,11 +134,9 @@ def check_ckpt_path(path: str) -> None:
     file = Path(path)
     if not file.is_file():
         raise SpeechkitError(f"--ckpt_path {path}: {'not a file' if file.exists() else 'no such file'}")
-    if not is_torch_checkpoint_file(file):
-        raise SpeechkitError(
-            f"--ckpt_path {path}: not a PyTorch checkpoint (expected a .ckpt written by speechkit fit; this file is "
-            "another kind of file or a truncated save)"
-        )
+    problem = checkpoint_file_problem(file)
+    if problem is not None:
+        raise SpeechkitError(f"--ckpt_path {path}: {problem}; expected a .ckpt written by speechkit fit")
 
 
 @contextlib.contextmanager

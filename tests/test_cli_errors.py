@@ -123,16 +123,20 @@ def test_non_checkpoint_ckpt_path_is_one_line_naming_it(tiny, tmp_path, capfd):
     text.write_text("hello\n")
     assert main(["fit", "-c", tiny["config"], "--ckpt_path", str(text)]) == 2
     assert checkpoint_line(capfd) == (
-        f"speechkit fit: error: --ckpt_path {text}: not a PyTorch checkpoint (expected a .ckpt written by speechkit "
-        "fit; this file is another kind of file or a truncated save)"
+        f"speechkit fit: error: --ckpt_path {text}: not a PyTorch checkpoint (another kind of file, or a truncated "
+        "save); expected a .ckpt written by speechkit fit"
     )
+    bare = tmp_path / "pytorch_model.bin"  # a bare state_dict: Lightning's KeyError 'pytorch-lightning_version'
+    torch.save({"w": torch.zeros(3)}, bare)
+    assert main(["fit", "-c", tiny["config"], "--ckpt_path", str(bare)]) == 2
+    assert "a PyTorch file but not a Lightning checkpoint" in checkpoint_line(capfd)
     assert main(["test", "-c", tiny["config"], f"--ckpt_path={tmp_path / 'missing.ckpt'}"]) == 2
     assert checkpoint_line(capfd).endswith(f"--ckpt_path {tmp_path / 'missing.ckpt'}: no such file")
 
 
 def test_truncated_checkpoint_is_refused(tmp_path):
     good = tmp_path / "good.ckpt"
-    torch.save({"state_dict": {"w": torch.zeros(1000)}}, good)
+    torch.save({"state_dict": {"w": torch.zeros(1000)}, "pytorch-lightning_version": "2.6.6"}, good)
     check_ckpt_path(str(good))
     truncated = tmp_path / "truncated.ckpt"
     truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
