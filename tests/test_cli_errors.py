@@ -69,7 +69,7 @@ BUILD_ERRORS = {
     ),
     "frozen_encoder_layers_99": (
         ["--model.init_args.strategy", "frozen_encoder", "--model.init_args.frozen_encoder_layers", "99"],
-        "n_layers=99: expected 0..2",
+        "frozen_encoder_layers=99: this model has 2 encoder layers",
     ),
     "max_duration_negative": (["--data.init_args.config.max_duration", "-1"], "max_duration must be positive"),
 }

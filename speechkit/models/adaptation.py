@@ -39,7 +39,8 @@ def freeze_encoder_layers(model: nn.Module, n_layers: int) -> list[str]:
     """
     encoder = _encoder(model)
     if not 0 <= n_layers <= len(encoder.layers):
-        raise SpeechkitError(f"n_layers={n_layers}: expected 0..{len(encoder.layers)} (encoder layers)")
+        raise SpeechkitError(f"frozen_encoder_layers={n_layers}: this model has {len(encoder.layers)} encoder layers; "
+                             f"expected 0..{len(encoder.layers)}")
     frozen = []
     modules = {"conv1": encoder.conv1, "conv2": encoder.conv2, "embed_positions": encoder.embed_positions}
     modules.update({f"layers.{i}": encoder.layers[i] for i in range(n_layers)})
