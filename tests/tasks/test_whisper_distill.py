@@ -129,6 +129,7 @@ def test_checkpoint_round_trip_rebuilds_the_student(tiny_dir: Path, tmp_path: Pa
     ({"remove_encoder_layers": [0, 1], "decoder_ffn_keep": 16}, "remove_encoder_layers"),
     ({"alpha": 0.0, "beta": 0.0}, "alpha, beta, gamma"),
     ({"temperature": 0.0}, "temperature"),
+    ({"language": "de"}, "language 'de': .* is an English-only Whisper"),  # issue 11, defect 9
 ])
 def test_bad_settings_name_the_argument(tiny_dir: Path, kwargs: dict, message: str) -> None:
     with pytest.raises(SpeechkitError, match=message):
@@ -189,6 +190,12 @@ def test_student_init_starts_a_sparse_student_beside_a_dense_teacher(tiny_dir: P
     narrow.model.save_pretrained(folder)
     with pytest.raises(SpeechkitError, match="student_init"):
         WhisperDistill(str(tiny_dir), student_init=str(folder))
+
+
+def test_the_student_takes_what_whisper_takes(tiny_dir: Path) -> None:
+    """The data module's checks before training read these (shared with WhisperFinetune)."""
+    task = WhisperDistill(str(tiny_dir), remove_decoder_layers=[1])
+    assert task.max_input_seconds == 30.0 and task.expected_language == "en"
 
 
 def test_bad_heads_keep_is_named(tiny_dir: Path) -> None:
