@@ -233,7 +233,7 @@ def fixed_args(cls: type) -> tuple[str, ...]:
 
 
 def split_hparams(cls: type, saved: Mapping[str, Any], given: Mapping[str, Any],
-                  where: str = "the config / command line") -> tuple[dict[str, Any], dict[str, tuple[Any, Any]]]:
+                  checkpoint: str = "--ckpt_path") -> tuple[dict[str, Any], dict[str, tuple[Any, Any]]]:
     """Which saved hyper-parameters stay when a run starts from a checkpoint, and which the user's values replace.
 
     What the user gave (config file or command line) wins, except for the arguments that fix the weights' shapes or
@@ -243,7 +243,7 @@ def split_hparams(cls: type, saved: Mapping[str, Any], given: Mapping[str, Any],
         cls: the task class.
         saved: the checkpoint's ``hyper_parameters`` (without ``_class_path`` / ``_instantiator``).
         given: the init arguments the user gave explicitly.
-        where: how to name the source of ``given`` in errors.
+        checkpoint: how to name the checkpoint in errors (``--ckpt_path <file>``).
 
     Returns:
         ``(kept, replaced)``: the saved values to apply over the config, and ``{name: (saved, given)}`` for each
@@ -259,9 +259,9 @@ def split_hparams(cls: type, saved: Mapping[str, Any], given: Mapping[str, Any],
             kept[name] = value
         elif name in fixed:
             raise SpeechkitError(
-                f"--ckpt_path: {where} sets {name}={given[name]!r} but the checkpoint was trained with "
-                f"{name}={value!r}; {name} fixes the weights' shapes or vocabulary, so it cannot change here "
-                f"(remove it or give {value!r})")
+                f"{checkpoint}: the config / command line sets {name}={given[name]!r} but the checkpoint was "
+                f"trained with {name}={value!r}; {name} fixes the weights' shapes or vocabulary, so it cannot "
+                f"change here (remove it or give {value!r})")
         else:
             replaced[name] = (value, given[name])
     return kept, replaced

@@ -58,18 +58,17 @@ def _load(target: str) -> Callable[[Sequence[str]], int]:
 
 
 def run_lightning_cli(argv: Sequence[str]) -> None:
-    """Run ``LightningCLI`` over any task (``model.class_path``) and data module (``data.class_path``)."""
-    from lightning.pytorch import LightningDataModule, LightningModule
-    from lightning.pytorch.cli import LightningCLI
+    """Run ``LightningCLI`` over any task (``model.class_path``) and data module (``data.class_path``).
 
-    LightningCLI(
-        LightningModule,
-        LightningDataModule,
-        subclass_mode_model=True,
-        subclass_mode_data=True,
-        save_config_kwargs={"overwrite": True},
+    ``speechkit.lightning_cli.run``: atomic checkpoints (``AtomicCheckpointIO`` unless the config sets a
+    ``CheckpointIO``), SIGTERM / SIGINT save a resumable ``last.ckpt`` and exit 143 / 130 (``SystemExit``), and
+    with ``--ckpt_path`` the given init arguments win over the checkpoint's where safe.
+    """
+    from speechkit.lightning_cli import run
+
+    run(
+        argv,
         parser_kwargs={"exit_on_error": False},  # main() prints a parse error as one line, not usage + a dump
-        args=list(argv),
     )
 
 
