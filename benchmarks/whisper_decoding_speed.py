@@ -15,6 +15,7 @@ import time
 
 import torch
 
+from speechkit.checkpoints import load_task
 from speechkit.data import DataConfig, SpeechDataModule
 from speechkit.metrics.wer import score_wer
 from speechkit.tasks.whisper_finetune import WhisperFinetune
@@ -28,7 +29,7 @@ def main() -> None:
     parser.add_argument("--max-batches", type=int, default=None)
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
-    task = WhisperFinetune.load_from_checkpoint(args.checkpoint, map_location="cpu", init_checkpoint=None).eval()
+    task = load_task(args.checkpoint, default_class=WhisperFinetune, init_checkpoint=None).eval()
     data = SpeechDataModule(DataConfig(test_cuts=args.cuts, val_batch_size=args.batch_size))
     data.tokenizer = task.tokenize
     seconds = {False: 0.0, True: 0.0}

@@ -342,9 +342,9 @@ def save_atomic(obj: Any, path: PathLike, save: Callable[[Any, Any], None] = tor
         if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
             written = sink.written if sink is not None else 0
             raise SpeechkitError(
-                f"checkpoint {path}: no space left on device after writing {_size(written)}; "
-                f"{_size(shutil.disk_usage(folder).free)} free in {folder} (nothing written under the name; "
-                "a previous file there is unchanged)") from None
+                f"checkpoint {path}: no space left on device: the disk filled after {_size(written)} of the "
+                f"checkpoint; {_size(shutil.disk_usage(folder).free)} free in {folder} (partial file removed; "
+                "nothing written under the name, a previous file there is unchanged)") from None
         raise
     _fsync_folder(folder)
 
