@@ -288,7 +288,7 @@ class _Sink:
     """A write-only file wrapper that keeps the first ``OSError`` (torch reports it as a bare RuntimeError)."""
 
     def __init__(self, file: IO[bytes]) -> None:
-        self.file, self.error, self.written = file, None, 0
+        self.file, self.error = file, None
 
     def write(self, data: bytes) -> int:
         try:
@@ -296,7 +296,6 @@ class _Sink:
         except OSError as error:
             self.error = self.error or error
             raise
-        self.written += len(data) if n is None else n
         return len(data) if n is None else n
 
     def flush(self) -> None:
@@ -323,7 +322,6 @@ def save_atomic(obj: Any, path: PathLike, save: Callable[[Any, Any], None] = tor
     temporary = temporary_name(path)
     with contextlib.suppress(FileNotFoundError):
         temporary.unlink()  # left by a process of the same id that was killed mid-write
-    sink = None
     try:
         with _open_for_write(temporary) as file:
             sink = _Sink(file)
@@ -340,11 +338,10 @@ def save_atomic(obj: Any, path: PathLike, save: Callable[[Any, Any], None] = tor
         with contextlib.suppress(OSError):
             temporary.unlink()
         if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
-            written = sink.written if sink is not None else 0
             raise SpeechkitError(
-                f"checkpoint {path}: no space left on device: the disk filled after {_size(written)} of the "
-                f"checkpoint; {_size(shutil.disk_usage(folder).free)} free in {folder} (partial file removed; "
-                "nothing written under the name, a previous file there is unchanged)") from None
+                f"checkpoint {path}: no space left on device: {_size(shutil.disk_usage(folder).free)} free in "
+                f"{folder} is not enough for it (partial file removed; nothing written under the name, a previous "
+                "file there is unchanged)") from None
         raise
     _fsync_folder(folder)
 
