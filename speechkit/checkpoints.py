@@ -75,11 +75,15 @@ def load_checkpoint(path: PathLike, map_location: Any = "cpu") -> dict[str, Any]
         raise SpeechkitError(f"checkpoint {path}: is a directory, expected a checkpoint file (.ckpt)")
     if path.stat().st_size == 0:
         raise SpeechkitError(f"checkpoint {path}: the file is empty (0 bytes): not a checkpoint")
-    is_zip = zipfile.is_zipfile(path)
-    if is_zip:
-        with zipfile.ZipFile(path) as archive:
-            if not any(name.endswith("data.pkl") for name in archive.namelist()):
+    try:
+        is_zip = zipfile.is_zipfile(path)
+        if is_zip:
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+            if not any(name.endswith("data.pkl") for name in names):
                 raise SpeechkitError(f"checkpoint {path}: a zip archive without data.pkl: not written by torch.save")
+    except (OSError, zipfile.BadZipFile) as error:
+        raise SpeechkitError(f"checkpoint {path}: cannot read: {getattr(error, 'strerror', None) or error}") from None
     try:
         with torch.serialization.safe_globals(list(SAFE_GLOBALS)):
             checkpoint = torch.load(path, map_location=map_location, weights_only=True, mmap=is_zip)
@@ -406,7 +410,13 @@ class SignalCheckpoint(Callback):
         if not isinstance(exception, SIGTERMException) or trainer.state.fn != TrainerFn.FITTING:
             return
         path = self.last_path(trainer)
-        trainer.save_checkpoint(path, False)  # False: the whole state (optimizers, loops), not only the weights
+        try:
+            trainer.save_checkpoint(path, False)  # False: the whole state (optimizers, loops), not only the weights
+        except Exception as error:  # noqa: BLE001 - the interruption must still end the run
+            if trainer.is_global_zero:
+                print(f"interrupted at step {trainer.global_step}: could not save {path}: {error}", file=sys.stderr,
+                      flush=True)
+            return
         self.saved = path
         if trainer.is_global_zero:
             print(f"interrupted at step {trainer.global_step}: saved {path}; resume with --ckpt_path {path}",

@@ -163,6 +163,23 @@ def test_load_task_needs_a_class_and_imports_no_foreign_module(ckpt, tmp_path):
         load_task(not_a_task)
 
 
+class WithPart(L.LightningModule):
+    """A task whose init argument is itself a class (LightningCLI stores it as class_path / init_args)."""
+
+    def __init__(self, part: torch.nn.Module) -> None:
+        super().__init__()
+        self.part = part
+
+
+def test_load_task_instantiates_nested_class_paths_as_lightning_does(tmp_path):
+    task = WithPart(torch.nn.Linear(3, 2))
+    hparams = {"_class_path": f"{__name__}.WithPart", "_instantiator": "lightning.pytorch.cli.instantiate_module",
+               "part": {"class_path": "torch.nn.Linear", "init_args": {"in_features": 3, "out_features": 2}}}
+    torch.save({"state_dict": task.state_dict(), "hyper_parameters": hparams}, tmp_path / "nested.ckpt")
+    loaded = load_task(tmp_path / "nested.ckpt")
+    assert isinstance(loaded.part, torch.nn.Linear) and torch.equal(loaded.part.weight, task.part.weight)
+
+
 def test_load_task_overrides_and_mismatches(ckpt):
     with pytest.raises(SpeechkitError, match="no argument bogus"):
         load_task(ckpt, default_class=AudioClassifier, bogus=1)
