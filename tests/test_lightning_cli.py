@@ -189,7 +189,8 @@ def test_a_crafted_ckpt_path_runs_nothing(whisper_run, tmp_path, capsys):
 
     import torch
 
-    torch.save({"state_dict": {}, "hyper_parameters": {"x": Evil()}}, tmp_path / "evil.ckpt")
+    crafted = {"pytorch-lightning_version": "2.6.6", "state_dict": {}, "hyper_parameters": {"x": Evil()}}
+    torch.save(crafted, tmp_path / "evil.ckpt")  # looks like a Lightning checkpoint from the outside
     code = main(["test", "-c", str(whisper_run["config"]), "--ckpt_path", str(tmp_path / "evil.ckpt")])
     assert code == 2 and not marker.exists()
     assert "refused" in capsys.readouterr().err
