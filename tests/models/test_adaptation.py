@@ -88,5 +88,5 @@ def test_export_merged_and_adapter_then_merge_lora_cli(tmp_path, tiny_multilingu
 def test_export_cli_missing_checkpoint_is_an_error(tmp_path):
     from speechkit.models.export import export_main
 
-    with pytest.raises(SpeechkitError, match="--checkpoint .*no such file"):
+    with pytest.raises(SpeechkitError, match=r"checkpoint .*missing\.ckpt: no such file"):
         export_main(["--checkpoint", str(tmp_path / "missing.ckpt"), "--out", str(tmp_path / "out")])
