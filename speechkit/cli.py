@@ -32,12 +32,12 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("speechkit.metrics.cli:main", "score predictions: evaluate wer|bleu|recall ..."),
     "bins": ("speechkit.data.sampling_cli:bins_main", "estimate 1-D / 2-D bucket bins from a cut manifest"),
     "batch-sizes": ("speechkit.data.sampling_cli:batch_sizes_main", "search the largest batch size per bucket"),
-    "sharpness": ("speechkit.curvature:main", "Hessian top eigenvalue and trace of a trained checkpoint"),
+    "sharpness": ("speechkit.drivers.sharpness:main", "Hessian top eigenvalue and trace of a trained checkpoint"),
     "fit-scaling-law": ("speechkit.scaling:main", "fit the LR-annealing scaling law to training curves"),
-    "multistage": ("speechkit.tasks.multistage:main", "run multistage Whisper transfer with a dev-WER gate per stage"),
-    "compress": ("speechkit.compress.apply:main", "prune / quantize a Whisper checkpoint and report WER, size, speed"),
-    "export": ("speechkit.models.export:export_main", "export a checkpoint to a Hugging Face folder"),
-    "merge-lora": ("speechkit.models.export:merge_lora_main", "merge LoRA adapters into the base weights"),
+    "multistage": ("speechkit.drivers.multistage:main", "run multistage Whisper transfer with a dev-WER gate per stage"),
+    "compress": ("speechkit.drivers.compress:main", "prune / quantize a Whisper checkpoint and report WER, size, speed"),
+    "export": ("speechkit.drivers.export:export_main", "export a checkpoint to a Hugging Face folder"),
+    "merge-lora": ("speechkit.drivers.export:merge_lora_main", "merge LoRA adapters into the base weights"),
 }
 
 

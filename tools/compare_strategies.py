@@ -2,7 +2,7 @@
 
 import sys
 
-from speechkit.tasks.compare import main
+from speechkit.drivers.compare import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -2,7 +2,7 @@
 
 import sys
 
-from speechkit.compress.apply import main
+from speechkit.drivers.compress import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,7 +1,7 @@
-"""Hessian top eigenvalue and trace of a trained Lightning checkpoint: see speechkit.curvature.main."""
+"""Hessian top eigenvalue and trace of a trained Lightning checkpoint: see speechkit.drivers.sharpness."""
 import sys
 
-from speechkit.curvature import main
+from speechkit.drivers.sharpness import main
 from speechkit.errors import SpeechkitError
 
 if __name__ == "__main__":

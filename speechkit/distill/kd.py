@@ -17,12 +17,13 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from speechkit.errors import SpeechkitError
+from speechkit.tensors import IGNORE_INDEX
 
 Direction = Literal["forward", "reverse"]
 Reduction = Literal["mean", "sum", "none"]
 
 
-def token_mask(labels: Tensor, ignore_index: int = -100) -> Tensor:
+def token_mask(labels: Tensor, ignore_index: int = IGNORE_INDEX) -> Tensor:
     """Boolean mask of the tokens that count (``labels != ignore_index``), ``(B, T)``."""
     return labels != ignore_index
 

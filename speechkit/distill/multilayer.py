@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from speechkit.errors import SpeechkitError
+from speechkit.tensors import lengths_to_mask
 
 Align = Literal["interpolate", "pool"]
 Distance = Literal["mse", "l1", "cosine"]
@@ -55,10 +56,6 @@ def align_lengths(lengths: Tensor, source: int, target: int) -> Tensor:
     """Valid lengths after resampling ``source`` frames to ``target``: ``ceil(len * target / source)``."""
     return torch.clamp(torch.ceil(lengths.float() * target / source).long(), max=target)
 
-
-def lengths_to_mask(lengths: Tensor, max_len: int) -> Tensor:
-    """``(B,)`` lengths -> ``(B, max_len)`` bool mask."""
-    return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]
 
 
 def _distance(a: Tensor, b: Tensor, kind: Distance) -> Tensor:

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from speechkit.errors import SpeechkitError
+from speechkit.tensors import IGNORE_INDEX
 
 
 def _check_pair(logits: Tensor, targets: Tensor) -> None:
@@ -48,7 +49,7 @@ class ZLoss(nn.Module):
     """
 
     def __init__(self, a: float = 1.0, b: float = 5.0, reduction: Literal["mean", "sum", "none"] = "mean",
-                 ignore_index: int = -100) -> None:
+                 ignore_index: int = IGNORE_INDEX) -> None:
         super().__init__()
         if a <= 0:
             raise SpeechkitError(f"a: expected > 0, got {a}")
@@ -91,7 +92,7 @@ def logz_squared(logits: Tensor, coef: float = 1e-4, mask: Tensor | None = None)
 class CrossEntropyWithLogZPenalty(nn.Module):
     """Cross-entropy plus PaLM's ``z_coef * (log Z)^2`` penalty on the same logits (ignored positions excluded)."""
 
-    def __init__(self, z_coef: float = 1e-4, ignore_index: int = -100) -> None:
+    def __init__(self, z_coef: float = 1e-4, ignore_index: int = IGNORE_INDEX) -> None:
         super().__init__()
         if z_coef < 0:
             raise SpeechkitError(f"z_coef: expected >= 0, got {z_coef}")

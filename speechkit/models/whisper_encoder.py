@@ -30,6 +30,7 @@ from transformers.modeling_outputs import BaseModelOutput
 from transformers.models.whisper.modeling_whisper import WhisperDecoderLayer, WhisperEncoder
 
 from speechkit.errors import SpeechkitError
+from speechkit.tensors import lengths_to_mask
 
 
 def encoder_lengths(feature_lengths: torch.Tensor) -> torch.Tensor:
@@ -46,7 +47,7 @@ def _find(model: nn.Module, kind: type) -> list[nn.Module]:
 
 def _keep(lengths: torch.Tensor, width: int, device: torch.device) -> torch.Tensor:
     """``(B, width)`` boolean mask of real frames."""
-    return torch.arange(width, device=device)[None, :] < lengths.to(device)[:, None]
+    return lengths_to_mask(lengths.to(device), width)
 
 
 def _key_bias(keep: torch.Tensor, batch: int, dtype: torch.dtype) -> torch.Tensor:

@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from speechkit.errors import SpeechkitError
+from speechkit.tensors import IGNORE_INDEX
 
 EPSILON = 1e-6
 
@@ -89,7 +90,7 @@ class NoiseFiT:
     def __init__(self, noise_std: float = 0.1, n_layers: int = 3, select: Literal["largest", "smallest"] = "largest",
                  alpha: float = 0.5, lam: float = 0.1, temperature: float = 1.0, beta: float = 0.1,
                  n_passes: int = 10, faithful_std: bool = True, detach_teacher: bool = False,
-                 ignore_index: int = -100) -> None:
+                 ignore_index: int = IGNORE_INDEX) -> None:
         for name, value, ok in (("noise_std", noise_std, noise_std >= 0), ("n_layers", n_layers, n_layers >= 1),
                                 ("select", select, select in ("largest", "smallest")),
                                 ("alpha", alpha, 0 <= alpha <= 1), ("lam", lam, lam >= 0),

@@ -45,6 +45,7 @@ from speechkit.compress.prune import (
 from speechkit.data.batches import SpeechBatch
 from speechkit.distill import kd_loss, squarehead_loss
 from speechkit.errors import SpeechkitError
+from speechkit.tensors import IGNORE_INDEX, lengths_to_mask
 from speechkit.models.whisper_encoder import encoder_lengths, variable_length_input
 from speechkit.tasks.whisper_finetune import WhisperFinetune
 
@@ -298,8 +299,8 @@ class WhisperDistill(WhisperFinetune):
     # ------------------------------------------------------------ losses
     def _masks(self, batch: SpeechBatch, lens: Tensor, frames: int) -> dict[str, Tensor]:
         """Real positions: decoder input tokens ``(B, U-1)``, encoder frames ``(B, ceil(frames / 2))``."""
-        tokens = torch.arange(batch.tokens.shape[1] - 1, device=lens.device)[None, :] < batch.token_lens[:, None] - 1
-        enc = torch.arange((frames + 1) // 2, device=lens.device)[None, :] < encoder_lengths(lens)[:, None]
+        tokens = lengths_to_mask(batch.token_lens - 1, batch.tokens.shape[1] - 1)
+        enc = lengths_to_mask(encoder_lengths(lens), (frames + 1) // 2)
         return {"model.decoder.layers": tokens, "model.encoder.layers": enc}
 
     def _logits(self, model: nn.Module, feats: Tensor, lens: Tensor, inputs: Tensor) -> Tensor:
@@ -322,12 +323,12 @@ class WhisperDistill(WhisperFinetune):
         inputs, labels = self.shift_labels(batch)
         record = hp.gamma > 0
         logits, student = self._run(self.model, feats, lens, inputs, record)
-        losses = {"ce": nn.functional.cross_entropy(logits.transpose(1, 2), labels, ignore_index=-100)}
+        losses = {"ce": nn.functional.cross_entropy(logits.transpose(1, 2), labels, ignore_index=IGNORE_INDEX)}
         if hp.beta > 0 or hp.gamma > 0:
             with torch.no_grad():
                 teacher_logits, teacher = self._run(self.teacher, feats, lens, inputs, record)
         if hp.beta > 0:
-            losses["kd"] = kd_loss(logits, teacher_logits, hp.temperature, hp.kd_direction, labels != -100, hp.kd_top_k)
+            losses["kd"] = kd_loss(logits, teacher_logits, hp.temperature, hp.kd_direction, labels != IGNORE_INDEX, hp.kd_top_k)
         if record:
             masks = self._masks(batch, lens, feats.shape[-1])
             losses["squarehead"] = sum(

@@ -4,7 +4,7 @@ ASR: strategies and scale* (Rahman 2026) as configuration.
 Loss: ``L = -sum_i log p(y_i | y_<i, Enc(mel))`` over the transcript and ``<|endoftext|>``; the decoder prompt
 ``<|startoftranscript|><|xx|><|transcribe|><|notimestamps|>`` is fed but masked out of the loss. Strategies:
 ``full`` (every weight), ``lora`` (peft adapters only), ``frozen_encoder`` (stem and first K encoder layers
-frozen). Multistage transfer chains runs of this task (``speechkit.tasks.multistage``). A language Whisper lacks
+frozen). Multistage transfer chains runs of this task (``speechkit.drivers.multistage``). A language Whisper lacks
 gets a new ``<|xx|>`` token (``add_language``). Encoder input is padded to 30 s (stock) or variable-length.
 """
 
@@ -25,6 +25,7 @@ from speechkit.checkpoints import checkpoint_state_dict, load_checkpoint
 from speechkit.data.batches import SpeechBatch
 from speechkit.data.manifests import language_code
 from speechkit.errors import SpeechkitError
+from speechkit.tensors import IGNORE_INDEX
 from speechkit.losses.checks import check_finite
 from speechkit.metrics.stateful import WERMetric
 from speechkit.models.adaptation import apply_lora, count_trainable, freeze_encoder_layers
@@ -204,7 +205,7 @@ class WhisperFinetune(L.LightningModule):
         inputs, labels = batch.tokens[:, :-1], batch.tokens[:, 1:]
         positions = torch.arange(labels.shape[1], device=labels.device)[None, :]
         ignore = (positions < len(self.prompt) - 1) | (positions >= batch.token_lens[:, None] - 1)  # prompt, padding
-        return inputs, labels.masked_fill(ignore, -100)
+        return inputs, labels.masked_fill(ignore, IGNORE_INDEX)
 
     def forward(self, batch: SpeechBatch) -> torch.Tensor:
         """Mean token loss of a batch (prompt and padding masked)."""
@@ -215,7 +216,7 @@ class WhisperFinetune(L.LightningModule):
         else:
             with variable_length_input(self.model, lens):
                 logits = self.model(input_features=feats, decoder_input_ids=inputs).logits  # (B, U-1, V)
-        return nn.functional.cross_entropy(logits.transpose(1, 2), labels, ignore_index=-100)
+        return nn.functional.cross_entropy(logits.transpose(1, 2), labels, ignore_index=IGNORE_INDEX)
 
     def training_step(self, batch: SpeechBatch, batch_idx: int) -> torch.Tensor:
         loss = check_finite(self(batch), self.global_step, "training loss")

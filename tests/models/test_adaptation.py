@@ -9,7 +9,7 @@ from transformers import WhisperFeatureExtractor, WhisperForConditionalGeneratio
 
 from speechkit.errors import SpeechkitError
 from speechkit.models.adaptation import apply_lora, count_trainable, export, freeze_encoder_layers
-from speechkit.models.export import merge_lora_main
+from speechkit.drivers.export import merge_lora_main
 
 
 def batch(model):
@@ -86,7 +86,7 @@ def test_export_merged_and_adapter_then_merge_lora_cli(tmp_path, tiny_multilingu
 
 
 def test_export_cli_missing_checkpoint_is_an_error(tmp_path):
-    from speechkit.models.export import export_main
+    from speechkit.drivers.export import export_main
 
     with pytest.raises(SpeechkitError, match=r"checkpoint .*missing\.ckpt: no such file"):
         export_main(["--checkpoint", str(tmp_path / "missing.ckpt"), "--out", str(tmp_path / "out")])

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from speechkit.errors import SpeechkitError
-from speechkit.tasks.multistage import Plan, Stage, StageResult, run_plan
+from speechkit.drivers.multistage import Plan, Stage, StageResult, run_plan
 
 STRATEGIES = ("full", "lora", "frozen_encoder", "multistage")
 _METRICS = ("wer", "wer_raw", "cer", "cer_raw")

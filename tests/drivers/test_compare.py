@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from speechkit.errors import SpeechkitError
-from speechkit.tasks import compare
+from speechkit.drivers import compare
 from speechkit.testing import tiny_whisper_dir, tone_corpus
 
 from .test_multistage import tiny_fit_config

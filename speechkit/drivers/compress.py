@@ -43,6 +43,7 @@ from speechkit.compress.quant import (
     quantize_weights,
 )
 from speechkit.errors import SpeechkitError
+from speechkit.tensors import IGNORE_INDEX
 
 METHODS = ("none", "magnitude", "sparsegpt", "rtn", "gptq", "baq", "qbert", "fp8", "fp4")
 FLOAT_FORMATS = {"fp8": ("e4m3", "e5m2"), "fp4": ("e2m1",)}
@@ -208,7 +209,7 @@ def evaluate(task, eval_batches: list, predictions: Optional[Path] = None) -> di
         audio += float(batch.durations.sum())
         metric.update(batch.texts, hyps)
         rows += [{"id": i, "ref": r, "hyp": h} for i, r, h in zip(batch.cut_ids, batch.texts, hyps)]
-        count = int((task.shift_labels(batch)[1] != -100).sum())
+        count = int((task.shift_labels(batch)[1] != IGNORE_INDEX).sum())
         nats, tokens = nats + float(task(batch)) * count, tokens + count  # task(batch): mean over its tokens
     if predictions is not None:
         predictions.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")

@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from speechkit.compress.apply import CompressConfig, compress, main
+from speechkit.drivers.compress import CompressConfig, compress, main
 from speechkit.errors import SpeechkitError
 
 TARGET_PREFIXES = ("model.encoder.layers.", "model.decoder.layers.")
@@ -121,7 +121,7 @@ def test_target_pattern_matching_nothing_and_bad_group_size(setup: dict) -> None
 
 
 def test_eval_loss_is_the_token_weighted_cross_entropy_whatever_the_batching(setup: dict) -> None:
-    from speechkit.compress.apply import batches, evaluate, load_task
+    from speechkit.drivers.compress import batches, evaluate, load_task
 
     task = load_task(setup["model"], max_new_tokens=3)
     pairs = batches(task, setup["eval"], 2)  # 3 cuts: a batch of 2, then a batch of 1
@@ -138,7 +138,7 @@ def test_calibration_subset_is_the_first_cuts_or_spread_over_the_manifest(tmp_pa
     from lhotse import CutSet
     from lhotse.testing.dummies import dummy_cut
 
-    from speechkit.compress.apply import subset_manifest
+    from speechkit.drivers.compress import subset_manifest
 
     manifest = tmp_path / "cuts.jsonl.gz"
     CutSet.from_cuts(dummy_cut(i) for i in range(10)).to_file(manifest)

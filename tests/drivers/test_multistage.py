@@ -11,7 +11,7 @@ from transformers import WhisperTokenizerFast
 
 from speechkit.checkpoints import load_checkpoint
 from speechkit.errors import SpeechkitError
-from speechkit.tasks import multistage
+from speechkit.drivers import multistage
 from speechkit.tasks.whisper_finetune import WhisperFinetune
 from speechkit.testing import tiny_whisper_dir, tone_corpus
 
