@@ -38,6 +38,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "compress": ("speechkit.drivers.compress:main", "prune / quantize a Whisper checkpoint and report WER, size, speed"),
     "export": ("speechkit.drivers.export:export_main", "export a checkpoint to a Hugging Face folder"),
     "merge-lora": ("speechkit.drivers.export:merge_lora_main", "merge LoRA adapters into the base weights"),
+    "transcribe": ("speechkit.inference.transcribe:main", "transcribe audio files, folders or manifests with Whisper"),
 }
 
 
