@@ -89,10 +89,11 @@ def unguarded(options: DecodeOptions) -> DecodeOptions:
 
 # ------------------------------------------------------------------ model facts
 def whisper_of(bundle: WhisperBundle) -> WhisperForConditionalGeneration:
-    """The bundle's Whisper model (checked)."""
-    if not isinstance(bundle.model, WhisperForConditionalGeneration):
-        raise SpeechkitError(f"model: a {type(bundle.model).__name__}, expected a Whisper model")
-    return bundle.model
+    """The bundle's Whisper model (inside a peft wrapper: the model with its adapters active)."""
+    model = bundle.model.get_base_model() if hasattr(bundle.model, "get_base_model") else bundle.model
+    if not isinstance(model, WhisperForConditionalGeneration):
+        raise SpeechkitError(f"model: a {type(model).__name__}, expected a Whisper model")
+    return model
 
 
 def language_codes(generation_config: GenerationConfig) -> dict[int, str]:
@@ -356,7 +357,8 @@ def decode_long(bundle: WhisperBundle, waveforms: Sequence[np.ndarray], options:
         waveforms: 16 kHz mono audio, each longer than 30 s (a batch: similar lengths decode faster).
         options: decoding options and guards.
         language: the code to decode in; ``None``: detected per input on its first 30 s (multilingual models).
-        progress: called with the seconds of audio decoded since its last call.
+        progress: called with the seconds of audio decoded since its last call (at each window; in all, the
+            batch's duration).
 
     Returns:
         One :class:`Decoded` per input, in order, with segments timed from the start of the input.
@@ -364,14 +366,16 @@ def decode_long(bundle: WhisperBundle, waveforms: Sequence[np.ndarray], options:
     whisper = whisper_of(bundle)
     features, mask = long_features(bundle, waveforms)
     features = _inputs_on(whisper, features)
+    monitor = _Monitor(progress or (lambda seconds: None))
     with torch.no_grad(), _quiet_internal_warning():
         languages = [language] * len(waveforms) if language else _detect_long(bundle, features)
         torch.manual_seed(options.seed)
         output = whisper.generate(
             features, attention_mask=mask.to(features.device), generation_config=generation_config_for(bundle, options),
-            return_timestamps=True, return_segments=True, monitor_progress=_monitor(progress),
+            return_timestamps=True, return_segments=True, monitor_progress=monitor,
             **_prompt_kwargs(bundle, languages, options.task), **_guard_kwargs(options))
     durations = [len(w) / SAMPLING_RATE for w in waveforms]
+    monitor.advance(sum(durations))
     return [_long_result(bundle, segments, lang, seconds)
             for segments, lang, seconds in zip(output["segments"], languages, durations)]
 
@@ -383,18 +387,19 @@ def _detect_long(bundle: WhisperBundle, features: torch.Tensor) -> list[str]:
         return detect_languages(first_step_logits(whisper, hidden, bundle.generation_config), bundle.generation_config)
 
 
-def _monitor(progress: Optional[Callable[[float], None]]) -> Optional[Callable[[torch.Tensor], None]]:
-    """transformers' ``monitor_progress`` hook -> seconds decoded since the last call (over the batch)."""
-    if progress is None:
-        return None
-    done = [0.0]
+class _Monitor:
+    """transformers' ``monitor_progress`` hook -> ``progress(seconds decoded since the last call)`` over a batch."""
 
-    def monitor(state: torch.Tensor) -> None:  # state: (B, 2) = (seek, max_frames) in frames
-        seconds = float(torch.minimum(state[:, 0], state[:, 1]).sum()) / FRAMES_PER_SECOND
-        progress(seconds - done[0])
-        done[0] = seconds
+    def __init__(self, progress: Callable[[float], None]) -> None:
+        self.progress, self.done = progress, 0.0
 
-    return monitor
+    def __call__(self, state: torch.Tensor) -> None:  # state: (B, 2) = (seek, max_frames), in frames
+        self.advance(float(torch.minimum(state[:, 0], state[:, 1]).sum()) / FRAMES_PER_SECOND)
+
+    def advance(self, seconds: float) -> None:
+        """Report progress up to ``seconds`` decoded in all."""
+        self.progress(seconds - self.done)
+        self.done = seconds
 
 
 def _long_result(bundle: WhisperBundle, segments: list[dict], language: str, seconds: float) -> Decoded:
