@@ -29,7 +29,7 @@ def main() -> None:
     parser.add_argument("--max-batches", type=int, default=None)
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
-    task = load_task(args.checkpoint, default_class=WhisperFinetune, init_checkpoint=None).eval()
+    task = load_task(args.checkpoint, default_class=WhisperFinetune).eval()
     data = SpeechDataModule(DataConfig(test_cuts=args.cuts, val_batch_size=args.batch_size))
     data.tokenizer = task.tokenize
     seconds = {False: 0.0, True: 0.0}
@@ -41,9 +41,9 @@ def main() -> None:
         refs += batch.texts
         audio += float(batch.durations.sum())
         for pad in (False, True):
-            task.hparams.pad_to_30s = pad
+            task.core.pad_to_30s = pad
             start = time.perf_counter()
-            hyps[pad] += task.transcribe(batch)
+            hyps[pad] += task.core.transcribe(batch)
             seconds[pad] += time.perf_counter() - start
     result = {"utterances": len(refs), "audio_s": audio, "threads": torch.get_num_threads()}
     for pad, name in ((False, "variable"), (True, "padded_30s")):

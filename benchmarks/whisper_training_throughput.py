@@ -35,7 +35,7 @@ fractions of the batches actually fed (frames and decoder tokens); peak resident
 process per way: model, optimizer state, activations); and dev WER (normalized, fraction) of a fixed dev subset
 (``--dev-utterances``) after training, greedy, ``max_new_tokens`` = 2 x the longest dev target + 8: the
 baseline decodes as its recipe does (``WhisperFeatureExtractor`` 30 s input, ``model.generate``), speechkit
-variable-length (``WhisperFinetune.transcribe``); ``wer_speechkit_30s`` decodes the speechkit-trained model the
+variable-length (the Whisper core's ``transcribe``); ``wer_speechkit_30s`` decodes the speechkit-trained model the
 baseline's way too, to tell training from decoding. ``pipeline_audio_s_per_s_speechkit`` is the audio the data
 loader (0 workers, in-line) delivered per second spent waiting for it.
 
@@ -357,7 +357,7 @@ def dev_wer(module, dev_path: str, hf: bool, batch_size: int = 10) -> dict[str, 
     module.eval()
     cuts = list(CutSet.from_file(dev_path).resample(16000))
     longest = max(len(module.tokenize(c.supervisions[0].text)) for c in cuts)
-    module.hparams.max_new_tokens = 2 * longest + 8
+    module.core.max_new_tokens = 2 * longest + 8
     dataset = SpeechDataset(DataConfig(), tokenizer=module.tokenize, pad_token_id=module.pad_token_id)
     refs, hyps, start = [], [], time.perf_counter()
     for k in range(0, len(cuts), batch_size):
@@ -367,7 +367,7 @@ def dev_wer(module, dev_path: str, hf: bool, batch_size: int = 10) -> dict[str, 
             refs += [c.supervisions[0].text for c in chunk]
         else:
             batch = dataset[chunk]
-            hyps += module.transcribe(batch)
+            hyps += module.core.transcribe(batch)
             refs += batch.texts
     report = score_wer(refs, hyps, "en")
     return {"wer": report.wer, "wer_raw": report.wer_raw, "dev_utterances": len(refs),
@@ -380,7 +380,7 @@ def _hf_transcribe(module, cuts) -> list[str]:
     audio = [c.load_audio()[0] for c in cuts]
     feats = module.feature_extractor(audio, sampling_rate=16000, return_tensors="pt").input_features  # (B, 80, 3000)
     config = copy.deepcopy(module.generation_config)
-    config.update(num_beams=1, max_new_tokens=module.hparams.max_new_tokens, max_length=None)
+    config.update(num_beams=1, max_new_tokens=module.core.max_new_tokens, max_length=None)
     with torch.no_grad():
         ids = module.model.generate(input_features=feats, generation_config=config)
     return [t.strip() for t in module.tokenizer.batch_decode(ids, skip_special_tokens=True)]

@@ -7,6 +7,12 @@ more (LightningCLI stores the hyper-parameters as plain dicts, lists and strings
 harmless types a task built in Python may store (a ``pathlib`` path given as an argument, Lightning's
 ``AttributeDict``). :func:`load_task` rebuilds any task from its file through the class path the file names.
 
+Tasks: every speechkit task calls :func:`record_task_class` in its ``on_save_checkpoint``, so a checkpoint saved
+outside LightningCLI (``Trainer.fit`` in Python, which stores no ``hyper_parameters._class_path``) still names its
+class. A task whose weights change shape after ``__init__`` (a pruned student) stores what it did in its own
+``on_save_checkpoint`` and replays it in ``on_load_checkpoint``, Lightning's documented hooks: :func:`load_task`
+calls ``on_load_checkpoint`` before loading the weights, as Lightning does on resume. This module knows no task.
+
 Writing: :class:`AtomicCheckpointIO` (the default of every ``speechkit`` Lightning command) writes a checkpoint to a
 hidden temporary file beside its destination, fsyncs it and renames it into place, so a full disk or a crash never
 leaves a partial file under a checkpoint's name nor destroys the previous good one.
@@ -50,6 +56,9 @@ SAFE_GLOBALS: tuple[type, ...] = (pathlib.PosixPath, pathlib.PurePosixPath, Attr
 
 # Lightning's instantiator for LightningCLI-saved hyper-parameters: the only one a checkpoint may name.
 _CLI_INSTANTIATOR = "lightning.pytorch.cli.instantiate_module"
+
+# Where a task records its own class path (see record_task_class).
+TASK_CLASS_KEY = "speechkit_task_class"
 
 
 # ------------------------------------------------------------------ reading
@@ -121,12 +130,22 @@ def _first_line(error: BaseException) -> str:
 
 
 # ------------------------------------------------------------------ tasks
+def record_task_class(task: LightningModule, checkpoint: dict[str, Any]) -> None:
+    """Store ``task``'s class path in ``checkpoint`` (call it from the task's ``on_save_checkpoint``).
+
+    LightningCLI stores ``hyper_parameters._class_path`` only for the tasks it builds; with this record a task built
+    in Python loads back through :func:`load_task` as well.
+    """
+    cls = type(task)
+    checkpoint[TASK_CLASS_KEY] = f"{cls.__module__}.{cls.__qualname__}"
+
+
 def task_class(checkpoint: Mapping[str, Any], path: PathLike, default: Optional[type] = None) -> type:
     """The ``LightningModule`` class a checkpoint was saved from.
 
-    The class path LightningCLI stores (``hyper_parameters._class_path``); else ``WhisperDistill`` for a checkpoint
-    holding a student's surgery (``speechkit_surgery``); else ``default``. A class path is imported only when it
-    lies in ``speechkit`` or its module is already imported: a checkpoint never makes speechkit import new code.
+    The class path LightningCLI stores (``hyper_parameters._class_path``); else the one the task recorded itself
+    (:func:`record_task_class`); else ``default``. A class path is imported only when it lies in ``speechkit`` or its
+    module is already imported: a checkpoint never makes speechkit import new code.
 
     Raises:
         SpeechkitError: no class can be found, or the class path is not an importable ``LightningModule``.
@@ -135,14 +154,13 @@ def task_class(checkpoint: Mapping[str, Any], path: PathLike, default: Optional[
     class_path = hparams.get("_class_path") if isinstance(hparams, Mapping) else None
     if class_path is not None:
         return import_task_class(str(class_path), f"checkpoint {path}: hyper_parameters._class_path")
-    if checkpoint.get("speechkit_surgery") is not None:
-        from speechkit.tasks.whisper_distill import WhisperDistill
-
-        return WhisperDistill
+    recorded = checkpoint.get(TASK_CLASS_KEY)
+    if recorded is not None:
+        return import_task_class(str(recorded), f"checkpoint {path}: {TASK_CLASS_KEY}")
     if default is not None:
         return default
-    raise SpeechkitError(f"checkpoint {path}: no hyper_parameters._class_path (not saved by `speechkit fit`); "
-                         "name the task class (--model-class package.module:Class)")
+    raise SpeechkitError(f"checkpoint {path}: no hyper_parameters._class_path (not saved by `speechkit fit`) and no "
+                         f"{TASK_CLASS_KEY}; name the task class (--model-class package.module:Class)")
 
 
 def import_task_class(class_path: str, what: str, trusted: bool = False) -> type:
@@ -178,8 +196,10 @@ def load_task(path: PathLike, cls: Union[type, str, None] = None, default_class:
         path: the ``.ckpt`` file.
         cls: force this class (or ``package.module:Class``) instead of the one the checkpoint names.
         default_class: the class when the checkpoint names none (saved outside LightningCLI).
-        **overrides: init arguments replacing the saved hyper-parameters (e.g. ``max_new_tokens=8``,
-            ``init_checkpoint=None``); an argument the class does not take is an error.
+        **overrides: init arguments replacing the saved hyper-parameters (e.g. ``max_new_tokens=8``); an argument
+            the class does not take is an error. The arguments a class lists in ``checkpoint_source_args`` (where
+            its starting weights come from: ``init_checkpoint``, ``student_init``) are ``None`` unless given here:
+            the checkpoint's weights replace whatever they would load, and the files they name may be gone.
 
     Returns:
         The task, in train mode on CPU, with the checkpoint's weights; ``on_load_checkpoint`` has run (so a
@@ -203,7 +223,8 @@ def load_task(path: PathLike, cls: Union[type, str, None] = None, default_class:
     unknown = sorted(k for k in overrides if k not in parameters and not takes_any)
     if unknown:
         raise SpeechkitError(f"{cls.__name__} takes no argument {', '.join(unknown)}")
-    kwargs = {k: v for k, v in {**hparams, **overrides}.items() if takes_any or k in parameters}
+    sources = {name: None for name in source_args(cls) if takes_any or name in parameters}
+    kwargs = {k: v for k, v in {**hparams, **sources, **overrides}.items() if takes_any or k in parameters}
     try:
         if instantiator == _CLI_INSTANTIATOR and _has_class_paths(kwargs):
             from lightning.pytorch.cli import instantiate_module
@@ -234,6 +255,11 @@ def _has_class_paths(value: Any) -> bool:
 def fixed_args(cls: type) -> tuple[str, ...]:
     """Init arguments of ``cls`` that fix the shapes or vocabulary of its weights (``checkpoint_fixed_args``)."""
     return tuple(getattr(cls, "checkpoint_fixed_args", ()))
+
+
+def source_args(cls: type) -> tuple[str, ...]:
+    """Init arguments of ``cls`` that only name where its starting weights come from (``checkpoint_source_args``)."""
+    return tuple(getattr(cls, "checkpoint_source_args", ()))
 
 
 def split_hparams(cls: type, saved: Mapping[str, Any], given: Mapping[str, Any],

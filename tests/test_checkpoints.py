@@ -15,11 +15,14 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from speechkit.checkpoints import (
+    TASK_CLASS_KEY,
     AtomicCheckpointIO,
     load_checkpoint,
     load_task,
+    record_task_class,
     save_atomic,
     split_hparams,
+    task_class,
     temporary_name,
 )
 from speechkit.data import DataConfig, SpeechDataModule
@@ -151,10 +154,21 @@ def test_load_task_rebuilds_the_class_the_checkpoint_names(ckpt, tmp_path):
     assert all(torch.equal(task.state_dict()[k], v) for k, v in saved.items())
 
 
+def test_a_task_records_its_class_so_a_checkpoint_saved_from_python_loads(ckpt, tmp_path):
+    """Trainer.fit in Python stores no hyper_parameters._class_path; the task's on_save_checkpoint records it."""
+    checkpoint = load_checkpoint(ckpt)
+    assert "_class_path" not in checkpoint["hyper_parameters"]
+    assert checkpoint[TASK_CLASS_KEY] == "speechkit.tasks.classify.AudioClassifier"
+    assert task_class(checkpoint, ckpt) is AudioClassifier
+    assert isinstance(load_task(ckpt), AudioClassifier)
+
+
 def test_load_task_needs_a_class_and_imports_no_foreign_module(ckpt, tmp_path):
+    anonymous = tmp_path / "anonymous.ckpt"
+    torch.save({k: v for k, v in load_checkpoint(ckpt).items() if k != TASK_CLASS_KEY}, anonymous)
     with pytest.raises(SpeechkitError, match="_class_path"):
-        load_task(ckpt)  # saved outside LightningCLI: no class path, no default
-    assert isinstance(load_task(ckpt, default_class=AudioClassifier), AudioClassifier)
+        load_task(anonymous)  # no class path, no record of its own, no default
+    assert isinstance(load_task(anonymous, default_class=AudioClassifier), AudioClassifier)
     foreign = with_class_path(ckpt, tmp_path / "foreign.ckpt", "antigravity.Thing")
     with pytest.raises(SpeechkitError, match="outside speechkit"):
         load_task(foreign)
@@ -178,6 +192,32 @@ def test_load_task_instantiates_nested_class_paths_as_lightning_does(tmp_path):
     torch.save({"state_dict": task.state_dict(), "hyper_parameters": hparams}, tmp_path / "nested.ckpt")
     loaded = load_task(tmp_path / "nested.ckpt")
     assert isinstance(loaded.part, torch.nn.Linear) and torch.equal(loaded.part.weight, task.part.weight)
+
+
+class FromParent(L.LightningModule):
+    """A task that starts from another checkpoint's weights (as WhisperFinetune's init_checkpoint)."""
+
+    checkpoint_source_args = ("init_checkpoint",)
+
+    def __init__(self, init_checkpoint: str | None = None, width: int = 2) -> None:
+        super().__init__()
+        self.layer = torch.nn.Linear(width, width)
+        if init_checkpoint is not None:
+            self.load_state_dict(load_checkpoint(init_checkpoint)["state_dict"])
+
+
+def test_load_task_does_not_reload_where_the_weights_came_from(tmp_path):
+    """The checkpoint's own weights replace the parent's, and the parent file may be gone."""
+    task = FromParent(width=3)
+    saved = {"state_dict": task.state_dict(), "hyper_parameters": {"init_checkpoint": str(tmp_path / "gone.ckpt"),
+                                                                   "width": 3}}
+    task.on_save_checkpoint(saved)
+    record_task_class(task, saved)
+    torch.save(saved, tmp_path / "child.ckpt")
+    loaded = load_task(tmp_path / "child.ckpt")
+    assert isinstance(loaded, FromParent) and torch.equal(loaded.layer.weight, task.layer.weight)
+    with pytest.raises(SpeechkitError, match="gone.ckpt: no such file"):
+        load_task(tmp_path / "child.ckpt", init_checkpoint=str(tmp_path / "gone.ckpt"))  # asked for: loaded
 
 
 def test_load_task_overrides_and_mismatches(ckpt):

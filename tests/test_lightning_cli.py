@@ -136,16 +136,16 @@ def whisper_run(corpus, tmp_path_factory) -> dict:
 
 @pytest.fixture
 def decoding(monkeypatch) -> list[dict]:
-    """The decoding settings every ``transcribe`` call ran with."""
-    from speechkit.tasks.whisper_finetune import WhisperFinetune
+    """The decoding settings every ``transcribe`` call of the Whisper core ran with."""
+    from speechkit.models.whisper_seq2seq import WhisperSeq2Seq
 
-    calls, original = [], WhisperFinetune.transcribe
+    calls, original = [], WhisperSeq2Seq.transcribe
 
     def transcribe(self, batch):
-        calls.append({"num_beams": self.hparams.num_beams, "max_new_tokens": self.hparams.max_new_tokens})
+        calls.append({"num_beams": self.num_beams, "max_new_tokens": self.max_new_tokens})
         return original(self, batch)
 
-    monkeypatch.setattr(WhisperFinetune, "transcribe", transcribe)
+    monkeypatch.setattr(WhisperSeq2Seq, "transcribe", transcribe)
     return calls
 
 

@@ -198,18 +198,18 @@ def evaluate(task, eval_batches: list, predictions: Optional[Path] = None) -> di
     """Greedy WER (normalized and raw), decode speed (audio seconds per wall second of ``transcribe``) and
     ``loss``, the teacher-forced cross-entropy per transcript token (nats; finer than WER when few words are
     wrong); ``{"id", "ref", "hyp"}`` lines go to ``predictions`` when given."""
-    from speechkit.metrics.stateful import WERMetric
+    from speechkit.models.whisper_seq2seq import prediction_rows
 
-    metric = WERMetric(language=task._metric_language(task.hparams.language))
+    metric = task.core.wer_metric()
     audio, wall, rows, nats, tokens = 0.0, 0.0, [], 0.0, 0
     for batch in eval_batches:
         start = time.perf_counter()
-        hyps = task.transcribe(batch)
+        hyps = task.core.transcribe(batch)
         wall += time.perf_counter() - start
         audio += float(batch.durations.sum())
         metric.update(batch.texts, hyps)
-        rows += [{"id": i, "ref": r, "hyp": h} for i, r, h in zip(batch.cut_ids, batch.texts, hyps)]
-        count = int((task.shift_labels(batch)[1] != IGNORE_INDEX).sum())
+        rows += prediction_rows(batch, hyps)
+        count = int((task.core.shift_labels(batch)[1] != IGNORE_INDEX).sum())
         nats, tokens = nats + float(task(batch)) * count, tokens + count  # task(batch): mean over its tokens
     if predictions is not None:
         predictions.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")

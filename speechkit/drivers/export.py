@@ -12,27 +12,31 @@ from speechkit.models.adaptation import export
 
 
 def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, merge_lora: bool = False) -> Path:
-    """Export a ``WhisperFinetune`` Lightning checkpoint to a Hugging Face folder.
+    """Export any Whisper task's Lightning checkpoint to a Hugging Face folder.
 
     The task is rebuilt with :func:`speechkit.checkpoints.load_task` (``weights_only``; the class the checkpoint
-    names, ``WhisperFinetune`` when it names none) and must expose ``model`` (Whisper, possibly peft-wrapped), ``tokenizer``, ``feature_extractor`` and
-    ``generation_config`` (else ``model.generation_config`` is used).
+    names, ``WhisperFinetune`` when it names none; a pruned student replays its surgery) and written through its
+    Whisper core (:meth:`speechkit.models.whisper_seq2seq.WhisperSeq2Seq.export`): model (or LoRA adapter),
+    tokenizer, feature extractor, generation config.
 
     Args:
         checkpoint: the ``.ckpt`` file.
         out_dir: output folder.
         merge_lora: merge LoRA adapters into the weights (``False``: a LoRA model's adapter only; a model
             without LoRA is always saved whole).
+
+    Raises:
+        SpeechkitError: not a Whisper task's checkpoint, or shapes a Hugging Face config cannot express.
     """
-    from speechkit.checkpoints import load_checkpoint, load_task, task_class
+    from speechkit.checkpoints import load_task
+    from speechkit.models.whisper_seq2seq import WhisperSeq2Seq
     from speechkit.tasks.whisper_finetune import WhisperFinetune
 
-    cls = task_class(load_checkpoint(checkpoint), checkpoint, default=WhisperFinetune)  # memory-mapped: cheap
-    if not issubclass(cls, WhisperFinetune):
-        raise SpeechkitError(f"--checkpoint {checkpoint}: a {cls.__name__} checkpoint, not a Whisper task")
-    task = load_task(checkpoint, cls=cls, init_checkpoint=None)
-    generation_config = getattr(task, "generation_config", None) or task.model.generation_config
-    return export(task.model, task.tokenizer, task.feature_extractor, generation_config, out_dir, merge_lora)
+    task = load_task(checkpoint, default_class=WhisperFinetune)
+    core = getattr(task, "core", None)
+    if not isinstance(core, WhisperSeq2Seq):
+        raise SpeechkitError(f"--checkpoint {checkpoint}: a {type(task).__name__} checkpoint, not a Whisper task")
+    return core.export(out_dir, merge_lora)
 
 
 def merge_lora(adapter_dir: str | Path, out_dir: str | Path, base: str | None = None) -> Path:

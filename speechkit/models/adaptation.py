@@ -1,4 +1,4 @@
-"""Whisper adaptation strategies as functions: freeze encoder layers, LoRA, count, export.
+"""Whisper adaptation strategies as functions: freeze encoder layers, LoRA, one strategy by name, count, export.
 
 *Fine-tuning Whisper for Pashto ASR: strategies and scale* (Rahman 2026) compares full fine-tuning, LoRA
 (``W' = W + (alpha / r) B A``, ``A in R^{r x d_in}``, ``B in R^{d_out x r}`` zero-initialised, rank 64) and a
@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal, get_args
 
 from peft import LoraConfig, PeftModel, get_peft_model
 from torch import nn
@@ -18,6 +19,9 @@ from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerB
 from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
 from speechkit.errors import SpeechkitError
+
+Strategy = Literal["full", "lora", "frozen_encoder"]
+STRATEGIES: tuple[str, ...] = get_args(Strategy)
 
 
 def _encoder(model: nn.Module) -> WhisperEncoder:
@@ -83,6 +87,30 @@ def apply_lora(
                              "(Whisper has e.g. q_proj, k_proj, v_proj, out_proj, fc1, fc2)")
     config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(target_modules), bias="none")
     return get_peft_model(model, config)
+
+
+def apply_strategy(
+    model: PreTrainedModel,
+    strategy: Strategy,
+    lora_rank: int = 64,
+    lora_alpha: float = 128.0,
+    lora_dropout: float = 0.05,
+    lora_target_modules: Sequence[str] = ("q_proj", "v_proj"),
+    frozen_encoder_layers: int = 2,
+) -> nn.Module:
+    """The model one fine-tuning strategy trains: ``full`` (as is), ``lora`` (peft-wrapped, adapters only trainable)
+    or ``frozen_encoder`` (stem and first ``frozen_encoder_layers`` encoder layers frozen, in place).
+
+    Raises:
+        SpeechkitError: an unknown strategy, or bad LoRA / freezing options (naming the option).
+    """
+    if strategy not in STRATEGIES:
+        raise SpeechkitError(f"strategy {strategy!r}: expected one of {', '.join(STRATEGIES)}")
+    if strategy == "lora":
+        return apply_lora(model, lora_rank, lora_alpha, lora_dropout, lora_target_modules)
+    if strategy == "frozen_encoder":
+        freeze_encoder_layers(model, frozen_encoder_layers)
+    return model
 
 
 def count_trainable(model: nn.Module) -> int:

@@ -18,6 +18,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 from torch.nn import functional as F
 
+from speechkit.checkpoints import record_task_class
 from speechkit.data.batches import SpeechBatch
 from speechkit.errors import SpeechkitError
 from speechkit.losses import HarmonicHead, LossReweighter, Strategy, ZLoss, check_finite
@@ -190,6 +191,9 @@ class AudioClassifier(L.LightningModule):
 
     def test_step(self, batch: SpeechBatch, batch_idx: int) -> None:
         self._eval_step(batch, "test")
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        record_task_class(self, checkpoint)
 
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(self.parameters())

@@ -1,25 +1,30 @@
 """``WhisperDistill``: a smaller Whisper student distilled from its frozen teacher.
 
-The student *is* a :class:`WhisperFinetune` (same tokenization, decoding, validation WER and checkpoints), built
-from the teacher's weights by structured surgery, plus a frozen copy of the teacher and three loss terms:
+Two Whisper sequence-to-sequence cores (:class:`speechkit.models.whisper_seq2seq.WhisperSeq2Seq`) share one
+tokenizer, prompt and decoding setup: the student's (``core``, trained, decoded, validated, saved and exported like
+any Whisper task's) and the frozen teacher's (``teacher``). The student is built from the teacher's weights by
+structured surgery, and trained with three loss terms:
 
 ``L = alpha * CE(labels) + beta * KD(z_s, z_t; T) + gamma * SquareHead(h_s, h_t)``
 
-* KD: ``T^2 KL(softmax(z_t/T) || softmax(z_s/T))`` over the label tokens (Hinton et al. 2015; Minitron's logit
-  loss, Muralidharan et al. 2024, "Compact Language Models via Pruning and Knowledge Distillation").
+* KD: ``T^2 KL(softmax(z_t/T) || softmax(z_s/T))`` over the label tokens (Hinton et al. 2015, "Distilling the
+  Knowledge in a Neural Network", section 2; Minitron's logit loss, Muralidharan et al. 2024, "Compact Language Models
+  via Pruning and Knowledge Distillation", section 3).
 * SquareHead: per-layer normalized feature MSE (Kurtic et al. 2023, "Sparse Fine-tuning for Inference Acceleration
-  of Large Language Models"), each kept student block against the teacher block it came from, encoder and decoder.
+  of Large Language Models", section 3, equation 3), each kept student block against the teacher block it came from,
+  encoder and decoder.
 * Surgery: remove a contiguous block of ``n`` layers where the angular distance ``d(x^l, x^(l+n))`` is smallest
-  (Gromov et al. 2024, "The Unreasonable Ineffectiveness of the Deeper Layers"), or given layer indices; and/or
-  keep the ``*_ffn_keep`` most important MLP neurons and the ``*_heads_keep`` most important attention heads per
-  layer by Minitron's activation importance (self- and cross-attention alike).
+  (Gromov et al. 2024, "The Unreasonable Ineffectiveness of the Deeper Layers", section 3, equation 7), or given layer
+  indices; and/or keep the ``*_ffn_keep`` most important MLP neurons and the ``*_heads_keep`` most important attention
+  heads per layer by Minitron's activation importance (section 2.1; self- and cross-attention alike).
 * ``student_init``: the student starts from other weights of the same shapes (a pruned model written by
   ``speechkit compress``) while the teacher stays dense: sparse fine-tuning with SquareHead; the
   ``GradualPruning`` callback (``schedule: null``) keeps its zeros fixed.
 
-Data-dependent surgery runs in ``setup`` on the first ``calibration_batches`` training batches; the plan is saved
-in the checkpoint (``speechkit_surgery``) so ``speechkit.checkpoints.load_task`` rebuilds the student's shapes.
-The teacher is not a registered submodule: it is neither saved nor optimized.
+Data-dependent surgery runs in ``setup`` on the first ``calibration_batches`` training batches. The task stores the
+plan in its checkpoint (``on_save_checkpoint``) and replays it before the weights load (``on_load_checkpoint``), so
+``speechkit.checkpoints.load_task``, ``--ckpt_path`` and ``speechkit export`` rebuild the student's shapes. The
+teacher is not a registered submodule: it is neither saved nor optimized.
 """
 
 from __future__ import annotations
@@ -28,11 +33,14 @@ import contextlib
 import copy
 from typing import Any, Iterable, Iterator, Literal, Optional, Union
 
+import lightning as L
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable
+from lightning.pytorch.utilities.rank_zero import rank_zero_info
 from torch import Tensor, nn
+from transformers import GenerationConfig, PreTrainedTokenizerBase, WhisperFeatureExtractor
 
-from speechkit.checkpoints import load_checkpoint
+from speechkit.checkpoints import load_checkpoint, record_task_class
 from speechkit.compress.prune import (
     ActivationImportance,
     angular_distance_profile,
@@ -45,10 +53,19 @@ from speechkit.compress.prune import (
 from speechkit.data.batches import SpeechBatch
 from speechkit.distill import kd_loss, squarehead_loss
 from speechkit.errors import SpeechkitError
+from speechkit.losses.checks import check_finite
+from speechkit.models.whisper_encoder import encoder_lengths
+from speechkit.models.whisper_seq2seq import (
+    WhisperSeq2Seq,
+    log_wer,
+    prediction_rows,
+    predictions_path,
+    write_predictions,
+)
+from speechkit.optim.warmup import adamw_warmup_decay
 from speechkit.tensors import IGNORE_INDEX, lengths_to_mask
-from speechkit.models.whisper_encoder import encoder_lengths, variable_length_input
-from speechkit.tasks.whisper_finetune import WhisperFinetune
 
+SURGERY_KEY = "speechkit_surgery"  # this task's entry in its checkpoints: the plan of apply_surgery
 # stack path -> (config key of its depth, config key of its MLP width)
 STACKS = {"model.encoder.layers": ("encoder_layers", "encoder_ffn_dim"),
           "model.decoder.layers": ("decoder_layers", "decoder_ffn_dim")}
@@ -74,12 +91,12 @@ def record_layers(model: nn.Module, stack: str) -> Iterator[list[Tensor]]:
             handle.remove()
 
 
-class WhisperDistill(WhisperFinetune):
+class WhisperDistill(L.LightningModule):
     """Distil a Whisper teacher into a student with fewer layers or narrower MLPs.
 
     Args:
-        model_name_or_path: the teacher (``ct2:tiny.en``, a Hugging Face folder); ``init_checkpoint`` then loads a
-            fine-tuned ``WhisperFinetune`` checkpoint into it. The student starts from the same weights.
+        model_name_or_path: the teacher (``ct2:tiny.en``, a CTranslate2 or Hugging Face folder); ``init_checkpoint``
+            then loads a fine-tuned Whisper task's checkpoint into it. The student starts from the same weights.
         remove_decoder_layers: an int ``n``: remove the contiguous block of ``n`` decoder layers with the smallest
             angular distance on calibration data; a list: remove those layer indices.
         remove_encoder_layers: the same for the encoder.
@@ -100,13 +117,24 @@ class WhisperDistill(WhisperFinetune):
         temperature: KD softmax temperature.
         kd_direction: ``forward`` KL(teacher || student) or ``reverse``.
         kd_top_k: restrict KD to the teacher's top-k tokens (``None`` = the whole vocabulary).
-        language, task, pad_to_30s, lr, weight_decay, warmup_steps, scheduler, num_beams, max_new_tokens,
-            init_checkpoint, predictions_file: as in ``WhisperFinetune`` (the student is trained in full).
+        language: language code of the data (``en`` or ``None`` for English-only models, which refuse any other).
+        task: ``transcribe`` or ``translate``.
+        pad_to_30s: pad every input to 30 s (stock Whisper) instead of variable-length encoder input.
+        lr: peak learning rate of AdamW (the student is trained in full).
+        weight_decay: AdamW weight decay.
+        warmup_steps: linear warm-up steps (then linear decay to ``trainer.max_steps``).
+        scheduler: another learning-rate schedule, replacing warm-up + decay.
+        num_beams: beam size for validation/test decoding (1 = batched greedy).
+        max_new_tokens: decoding length limit.
+        init_checkpoint: a Whisper task checkpoint (``model.*`` weights) loaded into the teacher, and so the student.
+        predictions_file: where ``speechkit test`` writes ``{"id", "ref", "hyp"}`` lines; default
+            ``<log_dir>/predictions.jsonl``.
     """
 
     checkpoint_fixed_args: tuple[str, ...] = (
         "model_name_or_path", "language", "remove_decoder_layers", "remove_encoder_layers", "decoder_ffn_keep",
         "encoder_ffn_keep", "decoder_heads_keep", "encoder_heads_keep")
+    checkpoint_source_args: tuple[str, ...] = ("init_checkpoint", "student_init")
 
     def __init__(
         self,
@@ -138,15 +166,21 @@ class WhisperDistill(WhisperFinetune):
         predictions_file: Optional[str] = None,
     ) -> None:
         self._check_weights(alpha, beta, gamma, temperature, calibration_batches)
-        super().__init__(model_name_or_path=model_name_or_path, language=language, task=task, strategy="full",
-                         pad_to_30s=pad_to_30s, lr=lr, weight_decay=weight_decay, warmup_steps=warmup_steps,
-                         scheduler=scheduler, num_beams=num_beams, max_new_tokens=max_new_tokens,
-                         init_checkpoint=init_checkpoint, predictions_file=predictions_file)
+        super().__init__()
+        self.save_hyperparameters(ignore=["scheduler"])  # a callable: not weights_only-loadable
+        self.scheduler_factory = scheduler
+        self.core = WhisperSeq2Seq.load(model_name_or_path, language, None, task, pad_to_30s, num_beams,
+                                        max_new_tokens)
+        self.model = self.core.model.train()  # the student; loaders return eval-mode models
+        if init_checkpoint:
+            self.core.load_task_weights(init_checkpoint)
+        self.wer = self.core.wer_metric()
+        self.predictions: list[dict[str, str]] = []
         self.removals = {"model.decoder.layers": remove_decoder_layers, "model.encoder.layers": remove_encoder_layers}
         self.ffn_keep = {"model.decoder.layers": decoder_ffn_keep, "model.encoder.layers": encoder_ffn_keep}
         self.heads_keep = {"model.decoder.layers": decoder_heads_keep, "model.encoder.layers": encoder_heads_keep}
         self._check_surgery()
-        self._teacher = [copy.deepcopy(self.model).eval().requires_grad_(False)]  # a list: not a submodule
+        self._teacher = self.core.with_model(copy.deepcopy(self.model).eval().requires_grad_(False))  # no submodule
         if student_init:
             self._load_student(student_init)
         self.surgery: Optional[dict[str, Any]] = None
@@ -194,12 +228,45 @@ class WhisperDistill(WhisperFinetune):
             k is not None for k in [*self.ffn_keep.values(), *self.heads_keep.values()])
 
     @property
-    def teacher(self) -> nn.Module:
-        """The frozen teacher, on the student's device."""
-        teacher = self._teacher[0]
-        if next(teacher.parameters()).device != self.device:
-            teacher.to(self.device)
-        return teacher
+    def teacher(self) -> WhisperSeq2Seq:
+        """The frozen teacher's core, its model moved to the student's device on first use."""
+        model = self._teacher.model
+        if next(model.parameters()).device != self.device:
+            model.to(self.device)
+        return self._teacher
+
+    # ------------------------------------------------------------ what the data module reads from the task
+    max_input_seconds: float = WhisperSeq2Seq.max_input_seconds  # Whisper's encoder takes at most 30 s
+
+    @property
+    def expected_language(self) -> str:
+        """The language every supervision of the manifests must carry (``en`` for English-only models)."""
+        return self.core.expected_language
+
+    @property
+    def pad_token_id(self) -> int:
+        """The id that pads token batches."""
+        return self.core.pad_token_id
+
+    def tokenize(self, text: str) -> list[int]:
+        """Decoder tokens of one utterance: prompt + text + ``<|endoftext|>``."""
+        return self.core.tokenize(text)
+
+    # ------------------------------------------------------------ what an exporter / decoder reads from the task
+    @property
+    def tokenizer(self) -> PreTrainedTokenizerBase:
+        """The core's tokenizer."""
+        return self.core.tokenizer
+
+    @property
+    def feature_extractor(self) -> WhisperFeatureExtractor:
+        """The core's feature extractor."""
+        return self.core.feature_extractor
+
+    @property
+    def generation_config(self) -> GenerationConfig:
+        """The core's generation config."""
+        return self.core.generation_config
 
     # ------------------------------------------------------------ surgery
     def setup(self, stage: str) -> None:
@@ -207,7 +274,7 @@ class WhisperDistill(WhisperFinetune):
             return
         resume = getattr(self.trainer, "ckpt_path", None)  # resuming / testing a student: rebuild its saved shapes
         checkpoint = load_checkpoint(resume) if resume else {}
-        if checkpoint.get("speechkit_surgery") is not None:
+        if checkpoint.get(SURGERY_KEY) is not None:
             return self.on_load_checkpoint(checkpoint)
         datamodule = getattr(self.trainer, "datamodule", None)
         if datamodule is None or getattr(datamodule.config, "train_cuts", None) is None:
@@ -257,12 +324,12 @@ class WhisperDistill(WhisperFinetune):
 
     def _profile_batch(self, batch: SpeechBatch, profiles: dict[str, list[Tensor]]) -> None:
         """Add this batch's angular-distance profile of every stack being cut (decoder: last real token)."""
-        feats, lens = self._features(batch)
-        inputs, _ = self.shift_labels(batch)
+        feats, lens = self.core.features(batch)
+        inputs, _ = self.core.shift_labels(batch)
         masks = self._masks(batch, lens, feats.shape[-1])
         with contextlib.ExitStack() as stack:
             states = {name: stack.enter_context(record_layers(self.model, name)) for name in profiles}
-            self._logits(self.model, feats, lens, inputs)
+            self.core.logits(feats, lens, inputs)
         for name, hidden in states.items():
             tokens = "last" if "decoder" in name else "all"
             profiles[name].append(angular_distance_profile(hidden, self.removals[name], masks[name], tokens))
@@ -286,15 +353,18 @@ class WhisperDistill(WhisperFinetune):
     def layer_map(self, stack: str) -> list[int]:
         """Teacher state index of every student state from :func:`record_layers` (0 = the stack's input)."""
         removed = set((self.surgery or {}).get("remove", {}).get(stack, []))
-        depth = len(self.teacher.get_submodule(stack))
+        depth = len(self._teacher.model.get_submodule(stack))
         return [0] + [i + 1 for i in range(depth) if i not in removed]
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["speechkit_surgery"] = self.surgery
+        """Record the class and the surgery plan: a checkpoint rebuilds the student's shapes from them."""
+        record_task_class(self, checkpoint)
+        checkpoint[SURGERY_KEY] = self.surgery
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        if self.surgery is None and checkpoint.get("speechkit_surgery") is not None:
-            self.apply_surgery(checkpoint["speechkit_surgery"])
+        """Replay the saved surgery (before Lightning or ``load_task`` loads the student's weights)."""
+        if self.surgery is None and checkpoint.get(SURGERY_KEY) is not None:
+            self.apply_surgery(checkpoint[SURGERY_KEY])
 
     # ------------------------------------------------------------ losses
     def _masks(self, batch: SpeechBatch, lens: Tensor, frames: int) -> dict[str, Tensor]:
@@ -303,26 +373,22 @@ class WhisperDistill(WhisperFinetune):
         enc = lengths_to_mask(encoder_lengths(lens), (frames + 1) // 2)
         return {"model.decoder.layers": tokens, "model.encoder.layers": enc}
 
-    def _logits(self, model: nn.Module, feats: Tensor, lens: Tensor, inputs: Tensor) -> Tensor:
-        context = contextlib.nullcontext() if self.hparams.pad_to_30s else variable_length_input(model, lens)
-        with context:
-            return model(input_features=feats, decoder_input_ids=inputs).logits  # (B, U-1, V)
-
-    def _run(self, model: nn.Module, feats: Tensor, lens: Tensor, inputs: Tensor,
+    @staticmethod
+    def _run(core: WhisperSeq2Seq, feats: Tensor, lens: Tensor, inputs: Tensor,
              record: bool) -> tuple[Tensor, dict[str, list[Tensor]]]:
-        """Logits and (when ``record``) the residual stream of both stacks."""
+        """Logits ``(B, U-1, V)`` of a core's model and (when ``record``) the residual stream of both stacks."""
         with contextlib.ExitStack() as stack:
-            states = {name: stack.enter_context(record_layers(model, name)) for name in STACKS} if record else {}
-            logits = self._logits(model, feats, lens, inputs)
+            states = {name: stack.enter_context(record_layers(core.model, name)) for name in STACKS} if record else {}
+            logits = core.logits(feats, lens, inputs)
         return logits, states
 
     def distill_losses(self, batch: SpeechBatch) -> dict[str, Tensor]:
         """``ce``, ``kd``, ``squarehead`` (each when its weight is > 0) and their weighted sum ``loss``."""
         hp = self.hparams
-        feats, lens = self._features(batch)
-        inputs, labels = self.shift_labels(batch)
+        feats, lens = self.core.features(batch)
+        inputs, labels = self.core.shift_labels(batch)
         record = hp.gamma > 0
-        logits, student = self._run(self.model, feats, lens, inputs, record)
+        logits, student = self._run(self.core, feats, lens, inputs, record)
         losses = {"ce": nn.functional.cross_entropy(logits.transpose(1, 2), labels, ignore_index=IGNORE_INDEX)}
         if hp.beta > 0 or hp.gamma > 0:
             with torch.no_grad():
@@ -338,20 +404,50 @@ class WhisperDistill(WhisperFinetune):
         losses["loss"] = sum(weights[name] * value for name, value in losses.items())
         return losses
 
+    def forward(self, batch: SpeechBatch) -> Tensor:
+        """The student's mean token loss of a batch (prompt and padding masked): the validation loss."""
+        return self.core.loss(batch)
+
     def training_step(self, batch: SpeechBatch, batch_idx: int) -> Tensor:
         losses = self.distill_losses(batch)
-        if not torch.isfinite(losses["loss"]):
-            raise FloatingPointError(f"training loss is {losses['loss'].item()} at step {self.global_step}")
+        check_finite(losses["loss"], self.global_step, "training loss")
         for name, value in losses.items():
             self.log("train_loss" if name == "loss" else f"train_{name}", value, prog_bar=name == "loss",
                      batch_size=len(batch))
+        self.log("audio_s", batch.durations.sum(), reduce_fx="sum", batch_size=len(batch))
+        self.log("padding_in", self.core.padding_fraction(batch), batch_size=len(batch))
         return losses["loss"]
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        hp = self.hparams
+        return adamw_warmup_decay(self.model.parameters(), self.trainer.max_steps, hp.lr, hp.weight_decay,
+                                  hp.warmup_steps, self.scheduler_factory)
 
     def on_fit_start(self) -> None:
         student = sum(p.numel() for p in self.model.parameters())
-        teacher = sum(p.numel() for p in self.teacher.parameters())
+        teacher = sum(p.numel() for p in self._teacher.model.parameters())
         plan = self.surgery or {}
         kept = {kind: sorted({len(v) for v in plan.get(kind, {}).values()}) for kind in ("neurons", "heads")}
-        print(f"WhisperDistill: student {student:,} parameters ({student / teacher:.1%} of the teacher's {teacher:,}); "
-              f"removed layers {plan.get('remove', {})}, MLP neurons kept per layer {kept['neurons'] or 'all'}, "
-              f"heads kept per attention {kept['heads'] or 'all'}")
+        rank_zero_info(f"WhisperDistill: student {student:,} parameters ({student / teacher:.1%} of the teacher's "
+                       f"{teacher:,}); removed layers {plan.get('remove', {})}, MLP neurons kept per layer "
+                       f"{kept['neurons'] or 'all'}, heads kept per attention {kept['heads'] or 'all'}")
+
+    # ------------------------------------------------------------ evaluation (the student)
+    def validation_step(self, batch: SpeechBatch, batch_idx: int) -> None:
+        self.log("val_loss", self(batch), batch_size=len(batch), sync_dist=True)
+        self.core.evaluate(batch, self.wer)
+
+    def on_validation_epoch_end(self) -> None:
+        log_wer(self, self.wer, "val")
+
+    def test_step(self, batch: SpeechBatch, batch_idx: int) -> None:
+        self.predictions += prediction_rows(batch, self.core.evaluate(batch, self.wer))
+
+    def on_test_epoch_end(self) -> None:
+        log_wer(self, self.wer, "test")
+        write_predictions(self.predictions, predictions_path(self.hparams.predictions_file, self.trainer))
+        self.predictions = []
+
+    def synthetic_batch(self, batch_size: int, duration_s: float, num_tokens: int) -> SpeechBatch:
+        """A random batch of one bucket's shape, for ``speechkit batch-sizes``."""
+        return self.core.synthetic_batch(batch_size, duration_s, num_tokens)

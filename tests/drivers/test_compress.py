@@ -46,7 +46,7 @@ def load_once(setup: dict, monkeypatch: pytest.MonkeyPatch) -> None:
         return WhisperBundle(copy.deepcopy(cached.model), cached.tokenizer, cached.feature_extractor,
                              copy.deepcopy(cached.generation_config))
 
-    monkeypatch.setattr("speechkit.tasks.whisper_finetune.load_whisper", load)
+    monkeypatch.setattr("speechkit.models.whisper_seq2seq.load_whisper", load)
 
 
 def target_weights(folder: Path) -> dict[str, torch.Tensor]:
@@ -126,7 +126,7 @@ def test_eval_loss_is_the_token_weighted_cross_entropy_whatever_the_batching(set
     task = load_task(setup["model"], max_new_tokens=3)
     pairs = batches(task, setup["eval"], 2)  # 3 cuts: a batch of 2, then a batch of 1
     singles = batches(task, setup["eval"], 1)
-    per_cut = [(float(task(b)), int((task.shift_labels(b)[1] != -100).sum())) for b in singles]
+    per_cut = [(float(task(b)), int((task.core.shift_labels(b)[1] != -100).sum())) for b in singles]
     by_hand = sum(loss * n for loss, n in per_cut) / sum(n for _, n in per_cut)
     mean_of_batches = sum(float(task(b)) for b in pairs) / len(pairs)
     assert [len(b) for b in pairs] == [2, 1] and abs(mean_of_batches - by_hand) > 1e-4  # the weighting matters here

@@ -38,7 +38,7 @@ def load_once(bundle, monkeypatch: pytest.MonkeyPatch) -> None:
         return WhisperBundle(copy.deepcopy(bundle.model), bundle.tokenizer, bundle.feature_extractor,
                              copy.deepcopy(bundle.generation_config))
 
-    monkeypatch.setattr("speechkit.tasks.whisper_finetune.load_whisper", load)
+    monkeypatch.setattr("speechkit.models.whisper_seq2seq.load_whisper", load)
 
 
 def make_batch(task: WhisperDistill, seed: int = 0) -> SpeechBatch:
@@ -58,14 +58,14 @@ def make_batch(task: WhisperDistill, seed: int = 0) -> SpeechBatch:
 def test_student_from_index_list_has_fewer_layers_and_maps_to_teacher(tiny_dir: Path) -> None:
     task = WhisperDistill(str(tiny_dir), remove_decoder_layers=[0], max_new_tokens=3)
     assert len(task.model.model.decoder.layers) == 1 and task.model.config.decoder_layers == 1
-    assert len(task.teacher.model.decoder.layers) == 2 and len(task.model.model.encoder.layers) == 2
+    assert len(task.teacher.model.model.decoder.layers) == 2 and len(task.model.model.encoder.layers) == 2
     assert task.layer_map("model.decoder.layers") == [0, 2]  # the kept layer 1 is compared with teacher layer 1
     assert task.layer_map("model.encoder.layers") == [0, 1, 2]
     batch = make_batch(task)
     losses = task.distill_losses(batch)
     assert set(losses) == {"ce", "kd", "loss"}
     assert torch.allclose(losses["loss"], losses["ce"] + losses["kd"])
-    assert len(task.transcribe(batch)) == 2
+    assert len(task.core.transcribe(batch)) == 2
 
 
 def test_angular_distance_picks_the_block_and_ffn_width_shrinks(tiny_dir: Path) -> None:
@@ -80,9 +80,9 @@ def test_angular_distance_picks_the_block_and_ffn_width_shrinks(tiny_dir: Path) 
 
     profiles = []
     for batch in batches:  # recompute the profile by hand from the teacher's encoder states
-        feats, lens = task._features(batch)
-        with record_layers(task.teacher, "model.encoder.layers") as states:
-            task._logits(task.teacher, feats, lens, task.shift_labels(batch)[0])
+        feats, lens = task.core.features(batch)
+        with record_layers(task.teacher.model, "model.encoder.layers") as states:
+            task.teacher.logits(feats, lens, task.core.shift_labels(batch)[0])
         mask = task._masks(batch, lens, feats.shape[-1])["model.encoder.layers"]
         profiles.append(angular_distance_profile(states, 1, mask, "all"))
     assert plan["remove"]["model.encoder.layers"] == [best_block(torch.stack(profiles).mean(0))]
@@ -107,7 +107,7 @@ def test_kd_loss_decreases_on_a_tiny_batch(tiny_dir: Path) -> None:
         optimizer.step()
         history.append(loss.item())
     assert history[-1] < 0.7 * history[0], history
-    assert all(p.grad is None for p in task.teacher.parameters())
+    assert all(p.grad is None for p in task.teacher.model.parameters())
 
 
 def test_checkpoint_round_trip_rebuilds_the_student(tiny_dir: Path, tmp_path: Path) -> None:
@@ -143,7 +143,7 @@ def test_heads_keep_equals_the_teacher_with_the_dropped_heads_zeroed(tiny_dir: P
     names = [f"model.decoder.layers.{i}.{a}" for i in range(2) for a in ("self_attn", "encoder_attn")]
     assert sorted(plan["heads"]) == sorted(names) and all(len(v) == 1 for v in plan["heads"].values())
     task.apply_surgery(plan)
-    reference = copy.deepcopy(task.teacher)  # the teacher with every dropped head's out_proj columns set to 0
+    reference = copy.deepcopy(task.teacher.model)  # the teacher with every dropped head's out_proj columns set to 0
     with torch.no_grad():
         for name, kept in plan["heads"].items():
             out = reference.get_submodule(f"{name}.out_proj")
@@ -152,11 +152,11 @@ def test_heads_keep_equals_the_teacher_with_the_dropped_heads_zeroed(tiny_dir: P
     for name in names:
         attn = task.model.get_submodule(name)
         assert attn.num_heads == 1 and attn.q_proj.out_features == 16 and attn.out_proj.in_features == 16
-    feats, lens = task._features(batches[0])
-    inputs = task.shift_labels(batches[0])[0]
-    assert torch.allclose(task._logits(task.model, feats, lens, inputs), task._logits(reference, feats, lens, inputs),
-                          atol=1e-5)
-    assert len(task.transcribe(batches[0])) == 2  # cached decoding runs with the narrower attention
+    feats, lens = task.core.features(batches[0])
+    inputs = task.core.shift_labels(batches[0])[0]
+    expected = task.core.with_model(reference).logits(feats, lens, inputs)
+    assert torch.allclose(task.core.logits(feats, lens, inputs), expected, atol=1e-5)
+    assert len(task.core.transcribe(batches[0])) == 2  # cached decoding runs with the narrower attention
     assert task.distill_losses(batches[0])["squarehead"] > 0
     checkpoint = {"state_dict": task.state_dict()}
     task.on_save_checkpoint(checkpoint)
@@ -180,7 +180,7 @@ def test_student_init_starts_a_sparse_student_beside_a_dense_teacher(tiny_dir: P
             layer.fc1.weight.copy_(magnitude_prune(layer.fc1.weight, 0.5))
     pruned.save_pretrained(folder)
     task = WhisperDistill(str(tiny_dir), student_init=str(folder), gamma=1.0)
-    for student, teacher in zip(task.model.model.decoder.layers, task.teacher.model.decoder.layers):
+    for student, teacher in zip(task.model.model.decoder.layers, task.teacher.model.model.decoder.layers):
         assert (student.fc1.weight == 0).float().mean().item() == 0.5
         assert (teacher.fc1.weight == 0).float().mean().item() == 0.0
     assert task.distill_losses(make_batch(task))["squarehead"] > 0  # the student no longer equals its teacher

@@ -43,7 +43,7 @@ def snapshot(module):
 
 def test_prompt_is_fed_but_masked_out_of_the_loss(tiny):
     task = WhisperFinetune(tiny["multi"], language="de")
-    prompt = task.prompt
+    prompt = task.core.prompt
     tok = task.tokenizer.convert_tokens_to_ids
     assert prompt == [tok("<|startoftranscript|>"), tok("<|de|>"), tok("<|transcribe|>"), tok("<|notimestamps|>")]
     dm = data(tiny)
@@ -95,7 +95,7 @@ def test_padded_to_30s_input(tiny):
     dm = data(tiny)
     dm.tokenizer = task.tokenize
     batch = next(iter(dm.val_dataloader()))
-    feats, _ = task._features(batch)
+    feats, _ = task.core.features(batch)
     assert feats.shape[-1] == 3000
     assert torch.isfinite(task(batch))
 
@@ -105,7 +105,7 @@ def test_new_language_token_grows_the_vocabulary(tiny):
     task = WhisperFinetune(tiny["multi"], language="ky", new_language_init_from="mean")
     rows = base.model.get_input_embeddings().weight.shape[0]
     assert task.model.get_input_embeddings().weight.shape[0] == rows + 1
-    assert task.added_language_id == rows and task.prompt[1] == rows
+    assert task.core.added_language_id == rows and task.core.prompt[1] == rows
     assert torch.equal(task.model.get_input_embeddings().weight[:rows], base.model.get_input_embeddings().weight)
 
 
@@ -132,7 +132,7 @@ def test_new_language_checkpoint_exports_to_a_pipeline(tiny, tmp_path):
     tokenizer = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
     generation = transformers.GenerationConfig.from_pretrained(tmp_path / "hf")
     new_id = tokenizer.convert_tokens_to_ids("<|ky|>")
-    assert new_id == task.added_language_id and generation.lang_to_id["ky"] == new_id
+    assert new_id == task.core.added_language_id and generation.lang_to_id["ky"] == new_id
     model = transformers.WhisperForConditionalGeneration.from_pretrained(tmp_path / "hf")
     assert torch.equal(model.get_input_embeddings().weight[new_id], task.model.get_input_embeddings().weight[new_id])
     asr = transformers.pipeline("automatic-speech-recognition", model=str(tmp_path / "hf"))
