@@ -2,20 +2,20 @@
 
 ``speechkit fit|validate|test|predict -c conf/<task>/<variant>.yaml`` is a ``LightningCLI`` (jsonargparse): the
 typed ``__init__`` signatures of the task and the data module are the config schema, so a misspelt key fails
-before training and names the key. Every other sub-command (``prepare``, ``evaluate``, ``bins`` ...) is a
-``main(argv) -> int`` function of the library, registered in ``SUBCOMMANDS`` and imported only when called.
+before training and names the key. Every other sub-command (``prepare``, ``evaluate``, ``bins`` ...) is a typed
+function of the library registered in ``SUBCOMMANDS`` (litgpt's ``__main__.py`` habit) and imported only when
+called: jsonargparse builds its options and ``--help`` from the signature and docstring (``speechkit.commands``).
 """
 
 from __future__ import annotations
 
-import contextlib
-import importlib
 import sys
-import warnings
 import zipfile
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Any, Sequence
 
+from speechkit import __version__
+from speechkit.commands import CommandGroup
 from speechkit.errors import SpeechkitError, debug_enabled, user_error_message
 
 LIGHTNING_COMMANDS = {
@@ -25,37 +25,53 @@ LIGHTNING_COMMANDS = {
     "predict": "run prediction",
 }
 
-# name -> ("module:function", one-line help). The function takes argv (without the sub-command) and returns an
-# exit status.
+# ``speechkit prepare <corpus>`` and ``speechkit evaluate <metric>``: a typed function per corpus / metric.
+PREPARE = CommandGroup(
+    "Import a corpus folder (or a text file, for synthesized corpora) into Lhotse manifests "
+    "{recordings,supervisions,cuts}_<split>.jsonl.gz.",
+    commands="speechkit.data.corpora:COMMANDS", noun="corpus", report="speechkit.data.corpora:print_manifests",
+)
+EVALUATE = CommandGroup(
+    "Score predictions: a table on stdout, the numbers with --json OUT.",
+    commands={"wer": "speechkit.metrics.cli:wer", "bleu": "speechkit.metrics.cli:bleu",
+              "recall": "speechkit.metrics.cli:recall"},
+    noun="metric",
+)
+
+# name -> ("module:attribute", one-line help). The attribute is a typed command function, a ``CommandGroup`` of
+# them, or a ``main(argv) -> int`` that parses its own command line.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "prepare": ("speechkit.data.corpora:main", "import a corpus folder into Lhotse manifests"),
-    "evaluate": ("speechkit.metrics.cli:main", "score predictions: evaluate wer|bleu|recall ..."),
-    "bins": ("speechkit.data.sampling_cli:bins_main", "estimate 1-D / 2-D bucket bins from a cut manifest"),
-    "batch-sizes": ("speechkit.data.sampling_cli:batch_sizes_main", "search the largest batch size per bucket"),
-    "sharpness": ("speechkit.drivers.sharpness:main", "Hessian top eigenvalue and trace of a trained checkpoint"),
-    "fit-scaling-law": ("speechkit.scaling:main", "fit the LR-annealing scaling law to training curves"),
-    "multistage": ("speechkit.drivers.multistage:main", "run multistage Whisper transfer with a dev-WER gate per stage"),
-    "compress": ("speechkit.drivers.compress:main", "prune / quantize a Whisper checkpoint and report WER, size, speed"),
-    "export": ("speechkit.drivers.export:export_main", "export a checkpoint to a Hugging Face folder"),
-    "merge-lora": ("speechkit.drivers.export:merge_lora_main", "merge LoRA adapters into the base weights"),
+    "prepare": ("speechkit.cli:PREPARE", "import a corpus folder into Lhotse manifests"),
+    "evaluate": ("speechkit.cli:EVALUATE", "score predictions: evaluate wer|bleu|recall ..."),
+    "bins": ("speechkit.drivers.bucketing:bins", "estimate 1-D / 2-D bucket bins from a cut manifest"),
+    "batch-sizes": ("speechkit.drivers.bucketing:batch_sizes", "search the largest batch size per bucket"),
+    "sharpness": ("speechkit.drivers.sharpness:sharpness", "Hessian top eigenvalue and trace of a trained checkpoint"),
+    "fit-scaling-law": ("speechkit.scaling:fit_scaling_law", "fit the LR-annealing scaling law to training curves"),
+    "multistage": ("speechkit.drivers.multistage:multistage", "run multistage Whisper transfer with a dev-WER gate per stage"),
+    "compare-strategies": ("speechkit.drivers.compare:compare_command", "compare full / LoRA / frozen-encoder / multistage fine-tuning"),
+    "compress": ("speechkit.drivers.compress:compress_command", "prune / quantize a Whisper checkpoint and report WER, size, speed"),
+    "export": ("speechkit.drivers.export:export_command", "export a checkpoint to a Hugging Face folder"),
+    "merge-lora": ("speechkit.drivers.export:merge_lora_command", "merge LoRA adapters into the base weights"),
     "transcribe": ("speechkit.inference.transcribe:main", "transcribe audio files, folders or manifests with Whisper"),
-}
+}  # fmt: skip
 
 
 def _usage() -> str:
-    lines = ["usage: speechkit <command> [options]", "", "commands:"]
+    lines = ["usage: speechkit <command> [options]", "       speechkit --version", "", "commands:"]
     for name, text in LIGHTNING_COMMANDS.items():
-        lines.append(f"  {name:<12} {text} (-c conf/<task>/<variant>.yaml)")
+        lines.append(f"  {name:<19} {text} (-c conf/<task>/<variant>.yaml)")
     for name, (_, text) in SUBCOMMANDS.items():
-        lines.append(f"  {name:<12} {text}")
+        lines.append(f"  {name:<19} {text}")
     lines.append("")
-    lines.append("`speechkit <command> --help` shows the options of one command.")
+    lines.append("`speechkit <command> --help` shows the options of one command, with examples.")
     return "\n".join(lines)
 
 
-def _load(target: str) -> Callable[[Sequence[str]], int]:
-    module_name, function_name = target.split(":")
-    return getattr(importlib.import_module(module_name), function_name)
+def subcommand_target(name: str) -> Any:
+    """The registered function (or group) of a sub-command, imported now."""
+    from speechkit.commands import load
+
+    return load(SUBCOMMANDS[name][0])
 
 
 def run_lightning_cli(argv: Sequence[str]) -> None:
@@ -139,23 +155,25 @@ def check_ckpt_path(path: str) -> None:
         raise SpeechkitError(f"--ckpt_path {path}: {problem}; expected a .ckpt written by speechkit fit")
 
 
-@contextlib.contextmanager
-def _lightning_cli_quiet() -> Iterator[None]:
-    """Silence LightningCLI's warning that ``args`` and ``sys.argv`` are both set: speechkit passes argv on purpose."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
-        yield
-
-
 def _run_command(command: str, args: Sequence[str]) -> int:
     if command in LIGHTNING_COMMANDS:
         ckpt_path = ckpt_path_from(args)
         if ckpt_path is not None:
             check_ckpt_path(ckpt_path)
-        with _lightning_cli_quiet():
-            run_lightning_cli([command, *args])
+        run_lightning_cli([command, *args])
         return 0
-    return int(_load(SUBCOMMANDS[command][0])(args) or 0)
+    from speechkit.commands import run_target
+
+    return run_target(subcommand_target(command), f"speechkit {command}", args)
+
+
+def _prog(command: str, args: Sequence[str]) -> str:
+    """``speechkit evaluate wer`` for a command of a group, else ``speechkit <command>`` (the error prefix)."""
+    if command in SUBCOMMANDS and args:
+        target = subcommand_target(command)
+        if isinstance(target, CommandGroup) and args[0] in target.names():
+            return f"speechkit {command} {args[0]}"
+    return f"speechkit {command}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -169,6 +187,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage())
         return 0 if argv else 2
+    if argv[0] in ("-V", "--version"):
+        print(f"speechkit {__version__}")
+        return 0
     command = argv[0]
     if command not in LIGHTNING_COMMANDS and command not in SUBCOMMANDS:
         print(f"speechkit: unknown command {command!r}\n\n{_usage()}", file=sys.stderr)
@@ -179,7 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = None if debug_enabled() else user_error_message(error)
         if message is None:
             raise
-        print(f"speechkit {command}: error: {message}", file=sys.stderr)
+        print(f"{_prog(command, argv[1:])}: error: {message}", file=sys.stderr)
         return 2
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ import threading
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
 
+from jsonargparse import Namespace
 from lightning.pytorch import LightningDataModule, LightningModule
 from lightning.pytorch.cli import LightningCLI
 
@@ -51,8 +52,11 @@ class SpeechkitCLI(LightningCLI):
     ``--ckpt_path`` hyper-parameters (see the module docstring)."""
 
     def parse_arguments(self, parser: Any, args: Any) -> None:
+        """Lightning's parsing without its warning that ``args`` and ``sys.argv`` are both set: speechkit always
+        passes the command line as ``args`` (``sys.argv`` holds the sub-command name, or another command's argv when
+        ``multistage`` or ``bins`` resolve a config)."""
         self._speechkit_args = args
-        super().parse_arguments(parser, args)
+        self.config = parser.parse_object(args) if isinstance(args, (dict, Namespace)) else parser.parse_args(args)
 
     def _given_model_args(self, subcommand: str) -> dict[str, Any]:
         """The model init arguments the user gave (config files and command line), without defaults."""
@@ -141,6 +145,20 @@ def signal_exit_codes() -> Iterator[list[int]]:
             signal.signal(number, handler if handler is not None else signal.SIG_DFL)
 
 
+def cli_kwargs(parser_kwargs: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+    """The ``LightningCLI`` arguments of every speechkit command line: any task and data module (``class_path``),
+    a ``SignalCheckpoint``; :func:`run` and the config resolver (``speechkit.config``) build the same parser."""
+    return dict(
+        model_class=LightningModule,
+        datamodule_class=LightningDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        save_config_kwargs={"overwrite": True},
+        trainer_defaults={"callbacks": [SignalCheckpoint()]},
+        parser_kwargs=parser_kwargs or {},
+    )
+
+
 def run(argv: Sequence[str], parser_kwargs: Optional[dict[str, Any]] = None) -> None:
     """Run ``SpeechkitCLI`` over any task (``model.class_path``) and data module (``data.class_path``).
 
@@ -150,16 +168,7 @@ def run(argv: Sequence[str], parser_kwargs: Optional[dict[str, Any]] = None) -> 
     """
     with signal_exit_codes() as received:
         try:
-            SpeechkitCLI(
-                LightningModule,
-                LightningDataModule,
-                subclass_mode_model=True,
-                subclass_mode_data=True,
-                save_config_kwargs={"overwrite": True},
-                trainer_defaults={"callbacks": [SignalCheckpoint()]},
-                parser_kwargs=parser_kwargs or {},
-                args=list(argv),
-            )
+            SpeechkitCLI(**cli_kwargs(parser_kwargs), args=list(argv))
         except (SystemExit, KeyboardInterrupt) as error:  # Lightning's SIGTERMException is a SystemExit
             if received:
                 raise SystemExit(128 + received[0]) from None

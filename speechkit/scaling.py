@@ -10,17 +10,17 @@
 
 Both fits minimise residuals of ``log L`` with ``scipy.optimize.least_squares`` from a grid of starts (Huber loss
 for the annealing law, as in the third-party reproduction ``zkshan2002/ScalingLaw``).
-``main`` is ``tools/fit_scaling_law.py``: Lightning CSV logs in, fitted law, prediction error and a PNG out.
+``speechkit fit-scaling-law`` (:func:`fit_scaling_law`, also ``tools/fit_scaling_law.py``): Lightning CSV logs in,
+fitted law, prediction error and a PNG out.
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import itertools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 from scipy.optimize import least_squares
@@ -360,43 +360,59 @@ def plot_fit(fit: AnnealingLawFit, fitted: Sequence[Curve], predicted: Sequence[
     plt.close(figure)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``tools/fit_scaling_law.py --fit a/metrics.csv b/metrics.csv --predict c/metrics.csv --plot fit.png``."""
-    parser = argparse.ArgumentParser(
-        prog="fit_scaling_law",
-        description="Fit the LR-annealing law L = L0 + A*S1^-alpha - C*S2 (Tissue et al. 2024) on Lightning "
-                    "CSVLogger metrics.csv files and predict other runs' loss curves from their LR schedules.")
-    parser.add_argument("--fit", nargs="+", required=True, help="metrics.csv of the runs to fit on")
-    parser.add_argument("--predict", nargs="*", default=[], help="metrics.csv of runs to predict (error is printed)")
-    parser.add_argument("--lr-column", default=None, help="lr column (default: the single 'lr-*' column)")
-    parser.add_argument("--loss-column", default="train_loss", help="loss column (default train_loss)")
-    parser.add_argument("--decay", type=float, default=0.999, help="momentum factor lambda (default 0.999)")
-    parser.add_argument("--fit-decay", action="store_true", help="fit lambda too")
-    parser.add_argument("--warmup-steps", type=int, default=0, help="warm-up steps left out of S2")
-    parser.add_argument("--min-step", type=int, default=1,
-                        help="ignore losses logged before this step (e.g. the warm-up), in the fit and the errors")
-    parser.add_argument("--smooth", type=int, default=1,
-                        help="trailing moving average over this many logged losses before fitting and scoring "
-                             "(per-batch training losses are noisy; default 1 = raw)")
-    parser.add_argument("--huber-delta", type=float, default=1e-3)
-    parser.add_argument("--plot", default=None, help="write a PNG of data vs law")
-    args = parser.parse_args(argv)
-    def load(path: str) -> Curve:
-        return _from_step(_smoothed(read_curve(path, args.lr_column, args.loss_column), args.smooth), args.min_step)
+def fit_scaling_law(
+    *,
+    fit: list[str],
+    predict: list[str] = [],  # noqa: B006 - jsonargparse shows the literal default
+    lr_column: Optional[str] = None,
+    loss_column: str = "train_loss",
+    decay: float = 0.999,
+    fit_decay: bool = False,
+    warmup_steps: int = 0,
+    min_step: int = 1,
+    smooth: int = 1,
+    huber_delta: float = 1e-3,
+    plot: Optional[str] = None,
+) -> None:
+    """Fit the LR-annealing scaling law to training curves and predict other runs' loss curves.
 
-    fitted, predicted = [load(p) for p in args.fit], [load(p) for p in args.predict]
-    fit = fit_annealing_law([c.lrs for c in fitted], [c.losses for c in fitted], [c.steps for c in fitted],
-                            decay=None if args.fit_decay else args.decay, warmup_steps=args.warmup_steps,
-                            huber_delta=args.huber_delta)
-    print(f"L0={fit.L0:.6g} A={fit.A:.6g} alpha={fit.alpha:.6g} C={fit.C:.6g} decay={fit.decay:.6g} "
-          f"warmup_steps={fit.warmup_steps} points={fit.n_points}")
+    ``L = L0 + A*S1^-alpha - C*S2`` (Tissue et al. 2024) is fitted on Lightning ``CSVLogger`` ``metrics.csv``
+    files; the fitted law then predicts the loss curves of other runs from their learning-rate schedules, and the
+    error of every fitted and predicted run is printed.
+
+    Args:
+        fit: ``metrics.csv`` of the runs to fit on.
+        predict: ``metrics.csv`` of runs to predict (their error is printed).
+        lr_column: learning-rate column (default: the single ``lr-*`` column).
+        loss_column: loss column.
+        decay: momentum factor lambda of the annealing area.
+        fit_decay: fit lambda too.
+        warmup_steps: warm-up steps left out of S2.
+        min_step: ignore losses logged before this step (e.g. the warm-up), in the fit and the errors.
+        smooth: trailing moving average over this many logged losses before fitting and scoring (per-batch
+            training losses are noisy; 1 = raw).
+        huber_delta: Huber loss scale of the fit's residuals.
+        plot: write a PNG of data vs law.
+
+    Examples:
+        speechkit fit-scaling-law --fit exp/fsdd_wsd/metrics.csv exp/fsdd_cosine/metrics.csv --predict exp/fsdd_wsd_s/metrics.csv --plot fit.png
+        python tools/fit_scaling_law.py --fit a/metrics.csv --smooth 20 --fit-decay
+    """
+
+    def load(path: str) -> Curve:
+        return _from_step(_smoothed(read_curve(path, lr_column, loss_column), smooth), min_step)
+
+    fitted, predicted = [load(p) for p in fit], [load(p) for p in predict]
+    law = fit_annealing_law([c.lrs for c in fitted], [c.losses for c in fitted], [c.steps for c in fitted],
+                            decay=None if fit_decay else decay, warmup_steps=warmup_steps, huber_delta=huber_delta)
+    print(f"L0={law.L0:.6g} A={law.A:.6g} alpha={law.alpha:.6g} C={law.C:.6g} decay={law.decay:.6g} "
+          f"warmup_steps={law.warmup_steps} points={law.n_points}")
     for role, curves in (("fit", fitted), ("predict", predicted)):
         for curve in curves:
-            estimate = fit.predict(curve.lrs, curve.steps)
+            estimate = law.predict(curve.lrs, curve.steps)
             relative = np.abs(estimate - curve.losses) / curve.losses * 100.0
             print(f"{role} {curve.name}: MAPE {relative.mean():.3f}% max {relative.max():.3f}% over "
                   f"{len(curve.losses)} points; final loss {curve.losses[-1]:.4g} predicted {estimate[-1]:.4g}")
-    if args.plot:
-        plot_fit(fit, fitted, predicted, args.plot)
-        print(f"plot: {args.plot}")
-    return 0
+    if plot:
+        plot_fit(law, fitted, predicted, plot)
+        print(f"plot: {plot}")

@@ -203,17 +203,18 @@ def test_unwritable_prepare_out_dir_is_one_line(tmp_path, capfd):
     stderr = capfd.readouterr().err
     assert "Traceback" not in stderr
     lines = problem_lines(stderr)
-    assert len(lines) == 1 and lines[0].startswith("speechkit prepare: error: ")
+    assert len(lines) == 1 and lines[0].startswith("speechkit prepare fsdd: error: ")
     assert str(out.parent) in lines[0]
 
 
 def test_a_bug_keeps_its_traceback(monkeypatch):
     import speechkit.metrics.cli as metrics_cli
 
-    def broken(argv):
+    def broken(**kwargs):
+        """A command that fails with a bug."""
         raise KeyError("a bug")
 
-    monkeypatch.setattr(metrics_cli, "main", broken)
+    monkeypatch.setattr(metrics_cli, "wer", broken)
     with pytest.raises(KeyError):
         main(["evaluate", "wer"])
 

@@ -7,10 +7,12 @@ import math
 import numpy as np
 import pytest
 
+from speechkit.commands import command_main
 from speechkit.errors import SpeechkitError
 from speechkit.optim import warmup_decay_lambda, wsd_lambda
-from speechkit.scaling import (annealing_law, fit_annealing_law, fit_nmt_bivariate, lr_areas, main,
-                               nmt_optimal_split)
+from speechkit.scaling import annealing_law, fit_annealing_law, fit_nmt_bivariate, lr_areas, nmt_optimal_split
+
+main = command_main("speechkit.scaling:fit_scaling_law", "speechkit fit-scaling-law")  # the former argparse options
 
 TRUE = {"l0": 2.8, "a": 0.5, "alpha": 0.6, "c": 0.3}  # our generator; lr peak 1e-3 over 2,000 steps
 PEAK, TOTAL, WARMUP = 1e-3, 2000, 100

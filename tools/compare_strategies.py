@@ -1,8 +1,11 @@
-"""Compare full / LoRA / frozen-encoder / multistage fine-tuning: `python tools/compare_strategies.py --help`."""
+"""Compare full / LoRA / frozen-encoder / multistage fine-tuning.
+
+Same as `speechkit compare-strategies` (same options; `python tools/compare_strategies.py --help`).
+"""
 
 import sys
 
-from speechkit.drivers.compare import main
+from speechkit.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["compare-strategies", *sys.argv[1:]]))

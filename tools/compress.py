@@ -1,8 +1,11 @@
-"""Prune / quantize a Whisper checkpoint and report WER, size and CPU speed: `python tools/compress.py --help`."""
+"""Prune / quantize a Whisper checkpoint and report WER, size and CPU speed.
+
+Same as `speechkit compress` (same options; `python tools/compress.py --help`).
+"""
 
 import sys
 
-from speechkit.drivers.compress import main
+from speechkit.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["compress", *sys.argv[1:]]))

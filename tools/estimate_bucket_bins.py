@@ -1,6 +1,11 @@
-"""Estimate 1-D / 2-D bucket bins from a cut manifest; same as `speechkit bins` (see --help)."""
+"""Estimate 1-D / 2-D bucket bins from a cut manifest.
+
+Same as `speechkit bins` (same options; `python tools/estimate_bucket_bins.py --help`).
+"""
+
 import sys
 
-from speechkit.data.sampling_cli import bins_main
+from speechkit.cli import main
 
-sys.exit(bins_main())
+if __name__ == "__main__":
+    sys.exit(main(["bins", *sys.argv[1:]]))

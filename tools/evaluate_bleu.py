@@ -1,8 +1,8 @@
-"""Score bleu: `python tools/evaluate_bleu.py --help` (same as `speechkit evaluate bleu`)."""
+"""Score BLEU/chrF: `speechkit evaluate bleu` (same options; `python tools/evaluate_bleu.py --help`)."""
 
 import sys
 
-from speechkit.metrics.cli import main
+from speechkit.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main(["bleu", *sys.argv[1:]]))
+    sys.exit(main(["evaluate", "bleu", *sys.argv[1:]]))

@@ -1,8 +1,8 @@
-"""Score recall: `python tools/evaluate_recall.py --help` (same as `speechkit evaluate recall`)."""
+"""Score retrieval recall: `speechkit evaluate recall` (same options; `python tools/evaluate_recall.py --help`)."""
 
 import sys
 
-from speechkit.metrics.cli import main
+from speechkit.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main(["recall", *sys.argv[1:]]))
+    sys.exit(main(["evaluate", "recall", *sys.argv[1:]]))

@@ -1,8 +1,8 @@
-"""Score wer: `python tools/evaluate_wer.py --help` (same as `speechkit evaluate wer`)."""
+"""Score WER/CER: `speechkit evaluate wer` (same options; `python tools/evaluate_wer.py --help`)."""
 
 import sys
 
-from speechkit.metrics.cli import main
+from speechkit.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main(["wer", *sys.argv[1:]]))
+    sys.exit(main(["evaluate", "wer", *sys.argv[1:]]))

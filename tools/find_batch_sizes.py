@@ -1,6 +1,11 @@
-"""Search the largest batch size per bucket; same as `speechkit batch-sizes` (see --help)."""
+"""Search the largest batch size per bucket.
+
+Same as `speechkit batch-sizes` (same options; `python tools/find_batch_sizes.py --help`).
+"""
+
 import sys
 
-from speechkit.data.sampling_cli import batch_sizes_main
+from speechkit.cli import main
 
-sys.exit(batch_sizes_main())
+if __name__ == "__main__":
+    sys.exit(main(["batch-sizes", *sys.argv[1:]]))

@@ -1,11 +1,11 @@
-"""Fit the LR-annealing scaling law on Lightning CSV logs and predict other runs: see speechkit.scaling.main."""
+"""Fit the LR-annealing scaling law on Lightning CSV logs and predict other runs.
+
+Same as `speechkit fit-scaling-law` (same options; `python tools/fit_scaling_law.py --help`).
+"""
+
 import sys
 
-from speechkit.scaling import main
-from speechkit.errors import SpeechkitError
+from speechkit.cli import main
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except SpeechkitError as error:  # one line, as the speechkit dispatcher prints it
-        sys.exit(f"fit_scaling_law: error: {error}")
+    sys.exit(main(["fit-scaling-law", *sys.argv[1:]]))

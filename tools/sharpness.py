@@ -1,11 +1,11 @@
-"""Hessian top eigenvalue and trace of a trained Lightning checkpoint: see speechkit.drivers.sharpness."""
+"""Hessian top eigenvalue and trace of a trained Lightning checkpoint.
+
+Same as `speechkit sharpness` (same options; `python tools/sharpness.py --help`).
+"""
+
 import sys
 
-from speechkit.drivers.sharpness import main
-from speechkit.errors import SpeechkitError
+from speechkit.cli import main
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except SpeechkitError as error:  # one line, as the speechkit dispatcher prints it
-        sys.exit(f"sharpness: error: {error}")
+    sys.exit(main(["sharpness", *sys.argv[1:]]))

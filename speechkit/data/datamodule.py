@@ -31,6 +31,7 @@ from speechkit.data.augment import BatchAugment, spec_augment
 from speechkit.data.config import DataConfig
 from speechkit.data.dataset import SpeechDataset
 from speechkit.data.manifests import ManifestReport, check_manifest, load_cuts, summarize
+from speechkit.data.sampling import TaskTokenCounter
 from speechkit.errors import SpeechkitError
 
 log = logging.getLogger(__name__)
@@ -281,13 +282,9 @@ class SpeechDataModule(L.LightningDataModule):
         except AssertionError as error:  # Lhotse checks bins with asserts; the user should see which key to change
             raise SpeechkitError(f"data config num_buckets={c.num_buckets}: {error}") from error
 
-    def _token_counter(self):
-        if self.tokenizer is None:
-            return None
-        from speechkit.data.dataset import cut_text
-
-        field = self.config.text_field
-        return lambda cut: len(self.tokenizer(cut_text(cut, field)))
+    def _token_counter(self) -> Optional[TaskTokenCounter]:
+        """The task's token count of a cut (the one ``speechkit bins -c`` and ``batch-sizes -c`` use)."""
+        return None if self.tokenizer is None else TaskTokenCounter(self.tokenizer, self.config.text_field)
 
     def _loader(self, dataset: SpeechDataset, sampler: Sampler) -> DataLoader:
         return DataLoader(

@@ -14,27 +14,12 @@ from lhotse.features.whisper_fbank import WhisperFbank, WhisperFbankConfig
 from speechkit.data.augment import CutTransform
 from speechkit.data.batches import SpeechBatch
 from speechkit.data.config import DataConfig
+from speechkit.data.sampling import cut_text
 from speechkit.errors import SpeechkitError
 
 log = logging.getLogger(__name__)
 
 Tokenizer = Callable[[str], list[int]]
-
-
-def cut_text(cut: Cut, text_field: str) -> str:
-    """The target text of a cut: its supervisions' text, or a ``custom`` field (e.g. a translation)."""
-    if not cut.supervisions:
-        raise SpeechkitError(f"cut {cut.id!r} has no supervision: no text to train on")
-    parts = []
-    for sup in cut.supervisions:
-        text = sup.text if text_field == "text" else (sup.custom or {}).get(text_field)
-        if text is None:
-            raise SpeechkitError(f"cut {cut.id!r}: supervision {sup.id!r} has no field {text_field!r}")
-        parts.append(text)
-    text = " ".join(parts).strip()
-    if not text:
-        raise SpeechkitError(f"cut {cut.id!r} has an empty transcript")
-    return text
 
 
 def load_audio(cut: Cut) -> torch.Tensor:

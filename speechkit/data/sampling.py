@@ -54,18 +54,52 @@ CONFIG_KEY_BATCH_SIZE = "bucket_batch_size"
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def cut_text(cut: Cut) -> str:
-    """The transcript of a cut: the texts of its supervisions joined by spaces.
+def cut_text(cut: Cut, text_field: str = "text") -> str:
+    """The target text of a cut: its supervisions' text (or a ``custom`` field such as a translation) joined by
+    spaces; the one reading of a transcript, shared by training (``SpeechDataset``) and token counting.
 
     Raises:
-        SpeechkitError: the cut has no supervision or a supervision without text.
+        SpeechkitError: the cut has no supervision, a supervision lacks the field, or the text is empty.
     """
     if not cut.supervisions:
-        raise SpeechkitError(f"cut {cut.id!r}: expected at least one supervision with a text, found none")
-    texts = [s.text for s in cut.supervisions]
-    if any(t is None for t in texts):
-        raise SpeechkitError(f"cut {cut.id!r}: a supervision has no text (text=None); expected a transcript")
-    return " ".join(texts)
+        raise SpeechkitError(f"cut {cut.id!r} has no supervision: no text to train on")
+    parts = []
+    for sup in cut.supervisions:
+        text = sup.text if text_field == "text" else (sup.custom or {}).get(text_field)
+        if text is None:
+            raise SpeechkitError(f"cut {cut.id!r}: supervision {sup.id!r} has no field {text_field!r}")
+        parts.append(text)
+    text = " ".join(parts).strip()
+    if not text:
+        raise SpeechkitError(f"cut {cut.id!r} has an empty transcript")
+    return text
+
+
+class TaskTokenCounter:
+    """The tokens a task trains on for a cut: ``len(tokenize(cut_text(cut, text_field)))``.
+
+    The one token count of speechkit: ``SpeechDataModule`` measures it in training (2-D bucket assignment and
+    ``bucket_max_tps``), ``speechkit bins -c CONFIG`` estimates 2-D bins with it and ``speechkit batch-sizes -c
+    CONFIG`` sizes 1-D buckets with it, so offline bins and training agree. ``tokenize`` is the task's own
+    (``WhisperFinetune.tokenize``: prompt + ``" " + text`` + ``<|endoftext|>``).
+
+    Args:
+        tokenize: the task's ``tokenize(text) -> list[int]``.
+        text_field: ``DataConfig.text_field`` (``text``, or a supervision ``custom`` field).
+    """
+
+    def __init__(self, tokenize: Callable[[str], Sequence[int]], text_field: str = "text") -> None:
+        self.tokenize = tokenize
+        self.text_field = text_field
+
+    def __call__(self, cut: Cut) -> int:
+        return len(self.tokenize(cut_text(cut, self.text_field)))
+
+
+def task_token_counter(task: Any, text_field: str = "text") -> TaskTokenCounter | None:
+    """The :class:`TaskTokenCounter` of a task, or ``None`` for a task without ``tokenize`` (a classifier)."""
+    tokenize = getattr(task, "tokenize", None)
+    return None if tokenize is None else TaskTokenCounter(tokenize, text_field)
 
 
 def char_token_counter(cut: Cut) -> int:
@@ -74,8 +108,9 @@ def char_token_counter(cut: Cut) -> int:
 
 
 class WhisperTokenCounter:
-    """Counts the decoder tokens Whisper sees for a cut: the prompt (start, language, task, no-timestamps), the
-    transcript and end-of-text, i.e. ``len(tokenizer(text).input_ids)`` with the prefix tokens set.
+    """Deprecated for bins: counts Whisper's bare tokenizer output for a cut (prefix tokens + text + end-of-text),
+    which can differ by a token from what ``WhisperFinetune.tokenize`` feeds the decoder (it prepends a space).
+    Use :class:`TaskTokenCounter` (``speechkit bins -c CONFIG``).
 
     Args:
         path: a local folder with a Whisper tokenizer (``tokenizer.json`` ...); never a hub name in tests.
@@ -121,7 +156,7 @@ def count_tokens(cut: Cut, token_counter: TokenCounter | None) -> int:
         return int(cut.custom[NUM_TOKENS_KEY])
     if token_counter is None:
         raise SpeechkitError(
-            f"cut {cut.id!r}: 2-D bucketing needs a token count; pass token_counter= (CLI: --tokenizer) or precompute "
+            f"cut {cut.id!r}: 2-D bucketing needs a token count; pass token_counter= (CLI: -c CONFIG) or precompute "
             f"cut.custom[{NUM_TOKENS_KEY!r}] with with_num_tokens()"
         )
     return int(token_counter(cut))
@@ -286,7 +321,7 @@ def estimate_bucket_bins(
         cuts: the cuts to estimate from (read once; pass a sample for very large sets).
         num_buckets: number of duration buckets (fewer come back where bounds repeat).
         num_subbuckets: token sub-buckets per duration bucket; ``None`` for 1-D bins.
-        token_counter: tokens of a cut's target sequence, prompt included (e.g. :class:`WhisperTokenCounter`);
+        token_counter: tokens of a cut's target sequence, prompt included (:class:`TaskTokenCounter`);
             not needed when every cut has ``custom["num_tokens"]``.
         max_duration: cuts longer than this are left out and counted; the last bin is this value
             (default: the longest cut).
@@ -321,6 +356,18 @@ def estimate_bucket_bins(
         return BucketBins([float(b) for b in bounds], None, 0, too_long, num_cuts)
     return _estimate_2d(durations, tokens, binned, bounds, counts, num_subbuckets, token_outlier_threshold,
                         too_long, num_cuts)
+
+
+def max_tokens_per_bucket(cuts: Iterable[Cut], duration_bins: Sequence[float], token_counter: TokenCounter) -> list[int]:
+    """The most tokens of a cut in each 1-D duration bucket (cuts longer than the last bin left out), made
+    non-decreasing so that an empty bucket gets its shorter neighbour's count (at least 1): the target length the
+    batch-size search gives a 1-D bucket, counted as training counts (:class:`TaskTokenCounter`)."""
+    most = [0] * len(duration_bins)
+    for cut in cuts:
+        index = bisect_left(duration_bins, cut.duration)
+        if index < len(duration_bins):
+            most[index] = max(most[index], count_tokens(cut, token_counter))
+    return [max(1, int(n)) for n in np.maximum.accumulate(most)]
 
 
 def _estimate_2d(

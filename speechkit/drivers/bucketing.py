@@ -1,25 +1,24 @@
 """``speechkit bins`` and ``speechkit batch-sizes``: print bucketing config lines to paste.
 
-``speechkit bins CUTS.jsonl.gz --num-buckets 30 [--num-subbuckets 2] [--tokenizer chars|whisper|sentencepiece
---tokenizer-path PATH] [--max-duration S]`` prints ``bucket_duration_bins`` (and ``bucket_max_tps`` for 2-D).
-
-``speechkit batch-sizes -c conf.yaml --memory-budget-gb 16`` (model and bins from a LightningCLI config) or
-``speechkit batch-sizes --model-class pkg.module:Class --init-args '{...}' --bins '[[2.5, 20], ...]'
---memory-budget-gb 16`` prints ``bucket_batch_size``.
+The methods live in :mod:`speechkit.data.sampling` and :mod:`speechkit.data.batch_size_search`; these commands
+build a task and read a run's configuration, so they sit with the drivers. Both take a training run's configuration as ``speechkit fit`` does (``-c CONFIG`` and overrides, resolved by
+:mod:`speechkit.config`), so the cuts, the task and its token count are the ones training will use: 2-D bins count
+tokens with the task's own ``tokenize`` (:class:`speechkit.data.sampling.TaskTokenCounter`), as
+``SpeechDataModule`` does when it assigns a cut to a bucket.
 """
 
 from __future__ import annotations
 
-import argparse
-import importlib
 import json
 import logging
-import sys
+import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Literal, Optional
 
 import yaml
 
+from speechkit.commands import command
+from speechkit.config import FitArgs, ResolvedConfig, resolve_fit_config
 from speechkit.data.sampling import (
     CONFIG_KEY_BINS,
     SentencePieceTokenCounter,
@@ -27,84 +26,120 @@ from speechkit.data.sampling import (
     WhisperTokenCounter,
     char_token_counter,
     estimate_bucket_bins,
+    max_tokens_per_bucket,
+    task_token_counter,
 )
 from speechkit.errors import SpeechkitError
 
 PRECISIONS = {"32": None, "32-true": None, "bf16-mixed": "bfloat16", "16-mixed": "float16"}
+Precision = Literal["32", "32-true", "bf16-mixed", "16-mixed"]
+TokenizerKind = Literal["chars", "whisper", "sentencepiece"]
+DATA_CONFIG = "data.init_args.config"  # SpeechDataModule's DataConfig in a resolved config
+DEFAULT_NUM_BUCKETS = 30
 
 
-def make_token_counter(kind: str | None, path: str | None = None, language: str | None = None) -> TokenCounter | None:
-    """A token counter by name: ``chars``, ``whisper`` (tokenizer folder ``path``) or ``sentencepiece``
-    (``.model`` file ``path``); ``None`` for none (tokens must then be in ``cut.custom["num_tokens"]``)."""
+def make_token_counter(kind: Optional[str], path: Optional[str] = None,
+                       language: Optional[str] = None) -> Optional[TokenCounter]:
+    """A token counter by name, for a manifest without a config: ``chars``, ``whisper`` (deprecated: the bare
+    tokenizer; tokenizer folder ``path``) or ``sentencepiece`` (``.model`` file ``path``); ``None`` for none."""
     if kind in (None, "chars"):
         return char_token_counter if kind else None
     if path is None:
-        raise SpeechkitError(f"--tokenizer {kind}: expected --tokenizer-path (a local tokenizer folder or file)")
+        raise SpeechkitError(f"--tokenizer {kind}: expected --tokenizer_path (a local tokenizer folder or file)")
     if not Path(path).exists():
-        raise SpeechkitError(f"--tokenizer-path {path}: no such file or folder")
+        raise SpeechkitError(f"--tokenizer_path {path}: no such file or folder")
     if kind == "whisper":
+        warnings.warn("--tokenizer whisper counts the bare tokenizer's tokens, which can differ from what the task "
+                      "trains on; use -c CONFIG (the task's own tokenize)", DeprecationWarning, stacklevel=2)
         return WhisperTokenCounter(path, language=language)
     return SentencePieceTokenCounter(path)
 
 
-def _load_cuts(path: str) -> Any:
-    from lhotse import CutSet, load_manifest_lazy
+def read_cuts(paths: Any, num_cuts: Optional[int] = None) -> Any:
+    """The cut manifest(s) ``paths`` (one path or a list, concatenated), the first ``num_cuts`` only if given."""
+    from speechkit.data.manifests import load_cuts
 
-    if not Path(path).is_file():
-        raise SpeechkitError(f"{path}: no such cut manifest")
-    cuts = load_manifest_lazy(path)
-    if not isinstance(cuts, CutSet):
-        raise SpeechkitError(f"{path}: expected a cut manifest (cuts_*.jsonl.gz), got {type(cuts).__name__}")
-    return cuts
-
-
-def bins_main(argv: Sequence[str] | None = None) -> int:
-    """``speechkit bins``: estimate 1-D or 2-D bucket bins from a cut manifest and print config lines."""
-    parser = argparse.ArgumentParser(prog="speechkit bins", description=__doc__.split("\n\n")[1])
-    parser.add_argument("cuts", help="Lhotse cut manifest (cuts_train.jsonl.gz)")
-    parser.add_argument("--num-buckets", type=int, default=30, help="duration buckets")
-    parser.add_argument("--num-subbuckets", type=int, default=None, help="token sub-buckets (2-D); omit for 1-D")
-    parser.add_argument("--tokenizer", choices=["chars", "whisper", "sentencepiece"], default=None,
-                        help="how to count output tokens (prompt included for whisper)")
-    parser.add_argument("--tokenizer-path", default=None, help="local Whisper tokenizer folder or SentencePiece model")
-    parser.add_argument("--language", default=None, help="Whisper prompt language (e.g. english)")
-    parser.add_argument("--max-duration", type=float, default=None, help="leave out longer cuts; last bin")
-    parser.add_argument("--num-cuts", type=int, default=None, help="estimate from the first N cuts only")
-    parser.add_argument("--token-outlier-threshold", type=float, default=4.0, help="z-score of tokens/second")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    counter = make_token_counter(args.tokenizer, args.tokenizer_path, args.language)
-    cuts = _load_cuts(args.cuts)
-    if args.num_cuts is not None:
-        cuts = cuts.subset(first=args.num_cuts)
-    bins = estimate_bucket_bins(cuts, args.num_buckets, args.num_subbuckets, counter, args.max_duration,
-                                args.token_outlier_threshold)
-    print(bins.to_config())
-    return 0
+    for path in [paths] if isinstance(paths, (str, Path)) else list(paths):
+        if not Path(path).is_file():
+            raise SpeechkitError(f"{path}: no such cut manifest")
+    cuts = load_cuts(paths, "cuts")
+    return cuts if num_cuts is None else cuts.subset(first=num_cuts)
 
 
-def _find_key(tree: Any, key: str) -> Any:
-    """First value of ``key`` anywhere in a nested YAML tree, or ``None``."""
-    if isinstance(tree, dict):
-        if key in tree:
-            return tree[key]
-        tree = list(tree.values())
-    if isinstance(tree, list):
-        for item in tree:
-            found = _find_key(item, key)
-            if found is not None:
-                return found
-    return None
+def task_counter(resolved: ResolvedConfig) -> TokenCounter:
+    """The token count of the configured task (built as ``speechkit fit`` builds it) for the configured text."""
+    task = resolved.model()
+    counter = task_token_counter(task, resolved.get(f"{DATA_CONFIG}.text_field", "text"))
+    if counter is None:
+        raise SpeechkitError(f"model {type(task).__name__} has no tokenize(text): 2-D bins need the task's tokens")
+    return counter
 
 
+@command(positional=("cuts",), fit_config=True)
+def bins(
+    cuts: Optional[str] = None,
+    *,
+    config: FitArgs = FitArgs(),
+    num_buckets: Optional[int] = None,
+    num_subbuckets: Optional[int] = None,
+    tokenizer: Optional[TokenizerKind] = None,
+    tokenizer_path: Optional[str] = None,
+    language: Optional[str] = None,
+    max_duration: Optional[float] = None,
+    num_cuts: Optional[int] = None,
+    token_outlier_threshold: float = 4.0,
+) -> None:
+    """Estimate 1-D / 2-D bucket bins from a cut manifest and print the config lines to paste.
+
+    Prints ``bucket_duration_bins`` (and ``bucket_max_tps`` for 2-D bins) for ``data.init_args.config``. With
+    ``-c CONFIG`` the cuts default to the run's ``train_cuts``, the buckets to its ``num_buckets``, and 2-D bins
+    count each cut's tokens with the run's task (``tokenize``: the prompt and end-of-text included), exactly as
+    training counts them when it assigns cuts to buckets.
+
+    Args:
+        cuts: Lhotse cut manifest (``cuts_train.jsonl.gz``); default with ``-c``: the config's ``train_cuts``.
+        config: the training run whose cuts and task are used.
+        num_buckets: duration buckets (default: the config's ``num_buckets``, else 30).
+        num_subbuckets: token sub-buckets per duration bucket (2-D bins); omit for 1-D.
+        tokenizer: without ``-c``: how to count tokens (``whisper`` is deprecated: the bare tokenizer, without the
+            task's leading space).
+        tokenizer_path: local Whisper tokenizer folder or SentencePiece model, for ``--tokenizer``.
+        language: Whisper prompt language for ``--tokenizer whisper`` (e.g. english).
+        max_duration: leave out longer cuts; the last bin.
+        num_cuts: estimate from the first N cuts only.
+        token_outlier_threshold: z-score of tokens per second above which a cut is an outlier.
+
+    Examples:
+        speechkit bins -c conf/whisper/fsdd_tiny_en.yaml --num_subbuckets 2
+        speechkit bins out/fsdd/cuts_train.jsonl.gz --num_buckets 4
+    """
+    resolved = resolve_fit_config(config.args, require=("data",)) if config else None
+    data = (resolved.get(DATA_CONFIG) or {}) if resolved else {}
+    paths = cuts or data.get("train_cuts")
+    if not paths:
+        raise SpeechkitError("expected a cut manifest: CUTS, or -c CONFIG with data.init_args.config.train_cuts")
+    if resolved is not None and tokenizer is not None:
+        raise SpeechkitError("--tokenizer: with -c CONFIG the task's own tokenize counts the tokens; drop one")
+    counter = make_token_counter(tokenizer, tokenizer_path, language)
+    if resolved is not None and num_subbuckets is not None:
+        counter = task_counter(resolved)
+    estimated = estimate_bucket_bins(read_cuts(paths, num_cuts), num_buckets or data.get("num_buckets")
+                                     or DEFAULT_NUM_BUCKETS, num_subbuckets, counter, max_duration,
+                                     token_outlier_threshold)
+    print(estimated.to_config())
+
+
+# ------------------------------------------------------------------ batch-sizes
 def _parse_bins(text: str) -> list:
-    """Bins from a JSON/YAML list or from a file holding ``bucket_duration_bins: [...]``."""
+    """Bins from a JSON/YAML list, or from a file holding ``bucket_duration_bins: [...]`` (``speechkit bins``'
+    output) or a training config holding ``data.init_args.config.bucket_duration_bins``."""
     path = Path(text)
     if path.is_file():
-        found = _find_key(yaml.safe_load(path.read_text()), CONFIG_KEY_BINS)
-        if found is None:
-            raise SpeechkitError(f"--bins {text}: the file has no {CONFIG_KEY_BINS} key")
-        return found
+        tree = yaml.safe_load(path.read_text()) or {}
+        config = (((tree.get("data") or {}).get("init_args") or {}).get("config") or {}) if "data" in tree else tree
+        if config.get(CONFIG_KEY_BINS) is None:
+            raise SpeechkitError(f"--bins {text}: the file has no {CONFIG_KEY_BINS} (top level or data config)")
+        return config[CONFIG_KEY_BINS]
     try:
         bins = yaml.safe_load(text)
     except yaml.YAMLError as error:
@@ -112,47 +147,6 @@ def _parse_bins(text: str) -> list:
     if not isinstance(bins, list) or not bins:
         raise SpeechkitError(f"--bins: expected a non-empty list, got {text!r}")
     return bins
-
-
-def _instantiate_model(class_path: str, init_args: dict) -> Any:
-    """Build the task as LightningCLI would (jsonargparse, nested ``class_path`` values included)."""
-    from jsonargparse import ArgumentParser
-    from lightning.pytorch import LightningModule
-
-    module_name = class_path.replace(":", ".").rsplit(".", 1)[0]
-    try:
-        importlib.import_module(module_name)
-    except ImportError as error:
-        raise SpeechkitError(f"model class {class_path!r}: cannot import {module_name!r} ({error})")
-    parser = ArgumentParser(exit_on_error=False)
-    parser.add_subclass_arguments(LightningModule, "model", required=True)
-    config = {"model": {"class_path": class_path.replace(":", "."), "init_args": init_args}}
-    try:
-        return parser.instantiate(parser.parse_object(config)).model
-    except Exception as error:  # jsonargparse reports schema errors as several exception types
-        raise SpeechkitError(f"model {class_path!r} with init_args {init_args}: {error}")
-
-
-def _model_and_bins(args: argparse.Namespace) -> tuple[Any, list, str | None]:
-    """(model, bins, precision from the config) from ``-c`` or from the explicit options."""
-    precision, bins, class_path, init_args = None, None, args.model_class, {}
-    if args.config:
-        if not Path(args.config).is_file():
-            raise SpeechkitError(f"-c {args.config}: no such config file")
-        tree = yaml.safe_load(Path(args.config).read_text()) or {}
-        model = tree.get("model") or {}
-        class_path, init_args = model.get("class_path"), model.get("init_args") or {}
-        bins = _find_key(tree.get("data"), CONFIG_KEY_BINS)
-        precision = _find_key(tree.get("trainer"), "precision")
-    if args.init_args:
-        init_args = {**init_args, **_json_object(args.init_args)}
-    if args.bins:
-        bins = _parse_bins(args.bins)
-    if not class_path:
-        raise SpeechkitError("expected the model: -c CONFIG (model.class_path) or --model-class module:Class")
-    if not bins:
-        raise SpeechkitError(f"expected bins: --bins or data...{CONFIG_KEY_BINS} in the -c config")
-    return _instantiate_model(class_path, init_args), bins, None if precision is None else str(precision)
 
 
 def _json_object(text: str) -> dict:
@@ -165,40 +159,89 @@ def _json_object(text: str) -> dict:
     return value
 
 
-def batch_sizes_main(argv: Sequence[str] | None = None) -> int:
-    """``speechkit batch-sizes``: search the largest batch size per bucket and print ``bucket_batch_size``."""
+def _explicit_config(model_class: Optional[str], init_args: Optional[str]) -> list[str]:
+    """``--model_class`` / ``--init_args`` as ``speechkit fit`` overrides of the model."""
+    args = [f"--model={model_class.replace(':', '.')}"] if model_class else []
+    for key, value in (_json_object(init_args) if init_args else {}).items():
+        args.append(f"--model.init_args.{key}={json.dumps(value)}")
+    return args
+
+
+def _search_buckets(resolved: ResolvedConfig, model: Any, bins: list, tokens_per_second: Optional[float]) -> list:
+    """The search's buckets: 2-D bins as given; 1-D bins with the most task tokens of the config's training cuts
+    in each bucket (as training will count them), or ``tokens_per_second`` when given or without cuts."""
+    bins = [tuple(b) if isinstance(b, list) else b for b in bins]
+    train_cuts = resolved.get(f"{DATA_CONFIG}.train_cuts")
+    counter = task_token_counter(model, resolved.get(f"{DATA_CONFIG}.text_field", "text"))
+    if isinstance(bins[0], tuple) or tokens_per_second is not None or not train_cuts or counter is None:
+        return bins
+    tokens = max_tokens_per_bucket(read_cuts(train_cuts), bins, counter)
+    logging.getLogger(__name__).info("1-D buckets: most task tokens per bucket %s (from %s)", tokens, train_cuts)
+    return list(zip(bins, tokens))
+
+
+@command(fit_config=True)
+def batch_sizes(
+    *,
+    config: FitArgs = FitArgs(),
+    model_class: Optional[str] = None,
+    init_args: Optional[str] = None,
+    bins: Optional[str] = None,
+    memory_budget_gb: Optional[float] = None,
+    device: Optional[Literal["cpu", "cuda"]] = None,
+    precision: Optional[Precision] = None,
+    start: int = 32,
+    tolerance: float = 0.05,
+    max_batch_size: int = 4096,
+    tokens_per_second: Optional[float] = None,
+) -> None:
+    """Search the largest batch size per bucket and print ``bucket_batch_size`` to paste.
+
+    The task, the bins (``data.init_args.config.bucket_duration_bins``) and the precision (``trainer.precision``)
+    come from ``-c CONFIG`` and its overrides; ``--model_class`` / ``--init_args`` / ``--bins`` / ``--precision``
+    give or replace them. 1-D buckets are searched with the most tokens the task counts for a training cut of each
+    bucket (``--tokens_per_second`` instead, or without training cuts: 12).
+
+    Args:
+        config: the training run (task, bins, precision).
+        model_class: task class, ``module:Class`` or ``module.Class`` (replaces the config's).
+        init_args: task ``__init__`` arguments as a JSON object (over the config's).
+        bins: bins as a JSON list, or a file with ``bucket_duration_bins`` (replaces the config's).
+        memory_budget_gb: GB (1e9 bytes); required on CPU (peak RSS), default 90 % of the GPU on CUDA.
+        device: ``cpu`` or ``cuda`` (default: cuda when available).
+        precision: autocast as in training (default: the config's ``trainer.precision``, else 32).
+        start: first batch size tried for the largest bucket.
+        tolerance: relative gap at which the search stops.
+        max_batch_size: largest batch size tried.
+        tokens_per_second: target tokens of a 1-D bucket per second of audio (default: measured, see above).
+
+    Examples:
+        speechkit batch-sizes -c conf/whisper/lora.yaml --memory_budget_gb 70 --device cuda
+        speechkit batch-sizes --model_class pkg.tasks:Task --init_args '{"width": 64}' --bins '[[2.0, 10], [4.0, 20]]' --memory_budget_gb 8 --device cpu
+    """
     import torch
 
     from speechkit.data.batch_size_search import find_batch_sizes, format_batch_sizes, make_training_step
 
-    parser = argparse.ArgumentParser(prog="speechkit batch-sizes", description=__doc__.split("\n\n")[2])
-    parser.add_argument("-c", "--config", default=None, help="LightningCLI config (model, data bins, precision)")
-    parser.add_argument("--model-class", default=None, help="task class, module:Class or module.Class")
-    parser.add_argument("--init-args", default=None, help="task __init__ arguments as a JSON object")
-    parser.add_argument("--bins", default=None, help="bins as a JSON list, or a file with bucket_duration_bins")
-    parser.add_argument("--memory-budget-gb", type=float, default=None,
-                        help="GB (1e9 bytes); required on CPU (peak RSS), default 90%% of the GPU on CUDA")
-    parser.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--precision", choices=sorted(PRECISIONS), default=None,
-                        help="autocast as in training (default: trainer.precision of -c, else 32)")
-    parser.add_argument("--start", type=int, default=32, help="first batch size tried for the largest bucket")
-    parser.add_argument("--tolerance", type=float, default=0.05, help="relative gap at which the search stops")
-    parser.add_argument("--max-batch-size", type=int, default=4096)
-    parser.add_argument("--tokens-per-second", type=float, default=12.0, help="tokens for 1-D bins")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    if args.device == "cpu" and args.memory_budget_gb is None:
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cpu" and memory_budget_gb is None:
         raise SpeechkitError("--memory-budget-gb: required on CPU (the search compares it with peak memory)")
-    model, bins, config_precision = _model_and_bins(args)
-    precision = args.precision or config_precision or "32"
+    explicit = _explicit_config(model_class, init_args)
+    if not config and not model_class:
+        raise SpeechkitError("expected the model: -c CONFIG (model.class_path) or --model-class module:Class")
+    resolved = resolve_fit_config([*config.args, *explicit], require=("model",))
+    chosen = _parse_bins(bins) if bins else resolved.get(f"{DATA_CONFIG}.{CONFIG_KEY_BINS}")
+    if not chosen:
+        raise SpeechkitError(f"expected bins: --bins or data.init_args.config.{CONFIG_KEY_BINS} in the -c config")
+    configured = resolved.get("trainer.precision")
+    precision = precision or (None if configured is None else str(configured)) or "32"
     if precision not in PRECISIONS:
         raise SpeechkitError(f"precision {precision!r}: expected one of {sorted(PRECISIONS)}")
+    model = resolved.model()
+    buckets = _search_buckets(resolved, model, chosen, tokens_per_second)
     dtype = PRECISIONS[precision] and getattr(torch, PRECISIONS[precision])
-    step = make_training_step(model, args.device, autocast_dtype=dtype)
-    budget = None if args.memory_budget_gb is None else args.memory_budget_gb * 1e9
-    bins = [tuple(b) if isinstance(b, list) else b for b in bins]
-    sizes = find_batch_sizes(step, bins, budget, args.device, args.start, args.tolerance, args.max_batch_size,
-                             args.tokens_per_second)
-    print(f"# {len(bins)} buckets, device {args.device}, budget {args.memory_budget_gb} GB, precision {precision}")
+    step = make_training_step(model, device, autocast_dtype=dtype)
+    budget = None if memory_budget_gb is None else memory_budget_gb * 1e9
+    sizes = find_batch_sizes(step, buckets, budget, device, start, tolerance, max_batch_size, tokens_per_second or 12.0)
+    print(f"# {len(buckets)} buckets, device {device}, budget {memory_budget_gb} GB, precision {precision}")
     print(format_batch_sizes(sizes))
-    return 0

@@ -6,25 +6,27 @@ budget (multistage: half the steps on a related language, half on the target), e
 at the best checkpoint, the trainable parameters and the wall time: a table like the paper's Table of strategies,
 a JSON file and a PNG bar chart.
 
-``python tools/compare_strategies.py --config conf/whisper/new_language.yaml --train T --dev D --language ky
---new-language-init-from kk --related-train RT --related-dev RD --related-language kk --max-steps 60 --out-dir OUT``
+``speechkit compare-strategies -c conf/whisper/new_language.yaml --train T --dev D --language ky
+--new_language_init_from kk --related_train RT --related_dev RD --related_language kk --max_steps 60 --out_dir OUT``
+(also ``python tools/compare_strategies.py``, with the same options).
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import math
-import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Literal, Optional, Sequence, get_args
 
-from speechkit.errors import SpeechkitError
+from speechkit.commands import command
+from speechkit.config import FitArgs
 from speechkit.drivers.multistage import Plan, Stage, StageResult, run_plan
+from speechkit.errors import SpeechkitError
 
-STRATEGIES = ("full", "lora", "frozen_encoder", "multistage")
+Strategy = Literal["full", "lora", "frozen_encoder", "multistage"]
+STRATEGIES: tuple[str, ...] = get_args(Strategy)
 _METRICS = ("wer", "wer_raw", "cer", "cer_raw")
 
 
@@ -90,8 +92,8 @@ def strategy_plan(
     if strategy != "multistage":
         return Plan(config, [Stage(**target, max_steps=max_steps)], str(out_dir / strategy), overrides)
     if related is None:
-        raise SpeechkitError("strategy multistage needs a related corpus (--related-train, --related-dev, "
-                             "--related-language)")
+        raise SpeechkitError("strategy multistage needs a related corpus (--related_train, --related_dev, "
+                             "--related_language)")
     if max_steps < 2:
         raise SpeechkitError(f"max_steps={max_steps}: multistage splits the budget over two stages; give >= 2")
     first = Stage("related", related.train_cuts, related.dev_cuts, related.language, max_steps // 2)
@@ -167,33 +169,70 @@ def write_outputs(rows: Sequence[StrategyResult], out_dir: Path, max_steps: int)
 
 def _lr_option(text: str) -> tuple[str, float]:
     strategy, _, value = text.partition("=")
-    if strategy not in STRATEGIES or not value:
-        raise argparse.ArgumentTypeError(f"--lr {text!r}: expected STRATEGY=VALUE with STRATEGY in {STRATEGIES}")
-    return strategy, float(value)
+    try:
+        if strategy in STRATEGIES and value:
+            return strategy, float(value)
+    except ValueError:
+        pass
+    raise SpeechkitError(f"--lr {text!r}: expected STRATEGY=VALUE with STRATEGY in {STRATEGIES}")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``tools/compare_strategies.py``: run the strategies, print the table, write JSON and PNG."""
-    parser = argparse.ArgumentParser(prog="compare_strategies", description=__doc__.splitlines()[0])
-    parser.add_argument("--config", required=True, help="base `speechkit fit` config")
-    parser.add_argument("--train", required=True, help="target training cuts")
-    parser.add_argument("--dev", required=True, help="target dev cuts")
-    parser.add_argument("--language", required=True, help="target language code")
-    parser.add_argument("--new-language-init-from", default=None, help="for a language Whisper lacks")
-    parser.add_argument("--related-train", default=None, help="multistage stage-1 training cuts")
-    parser.add_argument("--related-dev", default=None, help="multistage stage-1 dev cuts")
-    parser.add_argument("--related-language", default=None, help="multistage stage-1 language code")
-    parser.add_argument("--max-steps", type=int, required=True, help="steps per strategy")
-    parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES), help=f"subset of {STRATEGIES}")
-    parser.add_argument("--lr", type=_lr_option, action="append", default=[], help="STRATEGY=LR, repeatable")
-    parser.add_argument("--out-dir", required=True, help="runs, strategies.json and strategies.png")
-    args, extra = parser.parse_known_args(list(sys.argv[1:] if argv is None else argv))
-    related_args = (args.related_train, args.related_dev, args.related_language)
+@command(fit_config=True)
+def compare_command(
+    *,
+    config: FitArgs = FitArgs(),
+    train: str,
+    dev: str,
+    language: str,
+    max_steps: int,
+    out_dir: str,
+    new_language_init_from: Optional[str] = None,
+    related_train: Optional[str] = None,
+    related_dev: Optional[str] = None,
+    related_language: Optional[str] = None,
+    strategies: tuple[Strategy, ...] = STRATEGIES,
+    lr: tuple[str, ...] = (),
+) -> None:
+    """Compare full / LoRA / frozen-encoder / multistage fine-tuning of Whisper on one budget.
+
+    Each strategy trains ``WhisperFinetune`` through the multistage runner on the same target data and steps
+    (multistage: half on the related language, then half on the target); prints a table of dev WER/CER at the best
+    checkpoint, trainable parameters and wall time, and writes ``strategies.json`` and ``strategies.png``.
+
+    Args:
+        config: the base ``speechkit fit`` config (the first ``-c``; needs a ModelCheckpoint on ``val_wer``), then
+            overrides for every run.
+        train: target training cuts.
+        dev: target dev cuts.
+        language: target language code.
+        max_steps: steps per strategy.
+        out_dir: runs, ``strategies.json`` and ``strategies.png``.
+        new_language_init_from: for a target language Whisper lacks: the related language of its new token.
+        related_train: multistage stage-1 training cuts.
+        related_dev: multistage stage-1 dev cuts.
+        related_language: multistage stage-1 language code.
+        strategies: which strategies to run, in order.
+        lr: ``STRATEGY=LR`` peak learning rates (repeatable; the config's lr where absent).
+
+    Examples:
+        speechkit compare-strategies -c conf/whisper/new_language.yaml --train T --dev D --language ky --max_steps 60 --out_dir exp/compare --strategies full lora
+        python tools/compare_strategies.py --config conf/whisper/new_language.yaml --train T --dev D --language ky --new-language-init-from kk --related-train RT --related-dev RD --related-language kk --max-steps 60 --lr lora=1e-3 --out-dir OUT
+    """
+    base, extra = _base_and_overrides(config)
+    related_args = (related_train, related_dev, related_language)
     related = Related(*related_args) if all(related_args) else None
-    rows = compare_strategies(
-        args.config, args.train, args.dev, args.language, args.max_steps, args.out_dir, args.strategies,
-        args.new_language_init_from, related, dict(args.lr), extra,
-    )
+    rows = compare_strategies(base, train, dev, language, max_steps, out_dir, strategies, new_language_init_from,
+                              related, dict(_lr_option(text) for text in lr), extra)
     print(format_table(rows))
-    print(f"wrote {Path(args.out_dir) / 'strategies.json'} and {Path(args.out_dir) / 'strategies.png'}")
-    return 0
+    print(f"wrote {Path(out_dir) / 'strategies.json'} and {Path(out_dir) / 'strategies.png'}")
+
+
+def _base_and_overrides(config: FitArgs) -> tuple[str, list[str]]:
+    """The first ``-c`` file (every run's base config) and the arguments after it (overrides for every run)."""
+    args = list(config.args)
+    for index, token in enumerate(args):
+        if token in ("-c", "--config") and index + 1 < len(args):
+            return args[index + 1], args[:index] + args[index + 2:]
+        if token.startswith("--config="):
+            return token.split("=", 1)[1], args[:index] + args[index + 1:]
+    raise SpeechkitError("--config: expected the base `speechkit fit` config (-c CONFIG.yaml)")

@@ -17,12 +17,11 @@ The size report therefore gives the dense file as saved and a *counted* compress
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, Literal, Optional, get_args
 
 import torch
 from lhotse import CutSet
@@ -31,6 +30,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from speechkit.compress.prune import find_linears, magnitude_prune, sparsegpt
 from speechkit.compress.prune.magnitude import check_sparsity
+from speechkit.commands import command
 from speechkit.compress.quant import (
     allocate_bits,
     check_bits,
@@ -45,7 +45,11 @@ from speechkit.compress.quant import (
 from speechkit.errors import SpeechkitError
 from speechkit.tensors import IGNORE_INDEX
 
-METHODS = ("none", "magnitude", "sparsegpt", "rtn", "gptq", "baq", "qbert", "fp8", "fp4")
+Method = Literal["none", "magnitude", "sparsegpt", "rtn", "gptq", "baq", "qbert", "fp8", "fp4"]
+Quantizer = Literal["rtn", "gptq"]
+FloatFormat = Literal["e4m3", "e5m2", "e2m1"]
+FloatScale = Literal["none", "tensor", "channel", "group"]
+METHODS: tuple[str, ...] = get_args(Method)
 FLOAT_FORMATS = {"fp8": ("e4m3", "e5m2"), "fp4": ("e2m1",)}
 DEFAULT_TARGETS = ("model.encoder.layers.*", "model.decoder.layers.*")
 SCALE_BITS = 16  # one fp16 scale (and one fp16 zero point for INT grids) per group / row, as GPTQ stores them
@@ -53,11 +57,14 @@ SCALE_BITS = 16  # one fp16 scale (and one fp16 zero point for INT grids) per gr
 
 @dataclass
 class CompressConfig:
-    """What to compress and how to measure it (``speechkit compress --help`` lists the same options).
+    """Prune or quantize a Whisper checkpoint, then measure WER, size and CPU decode speed.
+
+    The fields are the options of ``speechkit compress`` (declared once, here). The compressed Hugging Face folder
+    goes to ``<out>/model``, the numbers to ``<out>/report.json``; the table of before / after is printed.
 
     Args:
         model: ``ct2:tiny.en``, a Hugging Face Whisper folder, or a ``WhisperFinetune`` / ``WhisperDistill`` .ckpt.
-        method: one of ``METHODS``.
+        method: what to apply (``none`` measures the model as it is).
         eval_cuts: cut manifest WER and speed are measured on.
         out_dir: where the compressed Hugging Face folder and ``report.json`` go.
         calib_cuts: manifest of calibration utterances (default: ``eval_cuts``; prefer the training split).
@@ -74,18 +81,26 @@ class CompressConfig:
         float_format: ``e4m3`` / ``e5m2`` for ``fp8`` (default e4m3), ``e2m1`` for ``fp4``.
         float_scale: scale granularity of ``fp8`` / ``fp4`` (``group`` uses ``group_size``, default 32).
         targets: glob patterns of ``nn.Linear`` names to compress.
-        sequential: GPTQ / SparseGPT calibrate each layer after the earlier ones were compressed.
-        qbert_batches: calibration batches for the Q-BERT eigenvalues; ``qbert_iters``: power iterations.
+        sequential: GPTQ / SparseGPT calibrate each layer after the earlier ones were compressed (``--one-pass``:
+            false, every layer on the uncompressed model: faster, less accurate).
+        qbert_batches: calibration batches for the Q-BERT eigenvalues.
+        qbert_iters: power iterations for the Q-BERT eigenvalues.
         batch_size: utterances per decoding / calibration batch.
         pad_to_30s: override the task's input padding (stock Whisper: ``True``).
         max_new_tokens: override the decoding length limit.
         threads: torch CPU threads (0 = torch's default).
         skip_before: do not evaluate the uncompressed model.
+
+    Attributes:
         extra: filled by the method (``qbert``: bits and Omega per block), saved in the report.
+
+    Examples:
+        speechkit compress --model ct2:tiny.en --method magnitude --sparsity 0.5 --eval_cuts out/fsdd/cuts_test.jsonl.gz --out exp/compress/magnitude50
+        python tools/compress.py --model exp/fsdd/last.ckpt --method gptq --bits 4 --group-size 128 --eval-cuts cuts_test.jsonl.gz --calib-cuts cuts_train.jsonl.gz --one-pass --out exp/compress/gptq4
     """
 
     model: str
-    method: str
+    method: Method
     eval_cuts: str
     out_dir: str
     calib_cuts: Optional[str] = None
@@ -97,9 +112,9 @@ class CompressConfig:
     group_size: Optional[int] = None
     avg_bits: float = 4.0
     choices: tuple[int, ...] = (2, 3, 4, 8)
-    quantizer: str = "rtn"
-    float_format: Optional[str] = None
-    float_scale: str = "channel"
+    quantizer: Quantizer = "rtn"
+    float_format: Optional[FloatFormat] = None
+    float_scale: FloatScale = "channel"
     targets: tuple[str, ...] = DEFAULT_TARGETS
     sequential: bool = True
     qbert_batches: int = 1
@@ -109,7 +124,7 @@ class CompressConfig:
     max_new_tokens: Optional[int] = None
     threads: int = 0
     skip_before: bool = False
-    extra: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict, init=False)
 
     def validate(self) -> None:
         """Raise ``SpeechkitError`` naming the first bad option (before any model is loaded)."""
@@ -123,14 +138,14 @@ class CompressConfig:
             raise SpeechkitError(f"avg_bits={self.avg_bits} must be in [{min(self.choices)}, 16]")
         if self.method == "baq" and float(self.avg_bits) != int(self.avg_bits):
             raise SpeechkitError(f"avg_bits={self.avg_bits}: baq needs a whole number (its uniform GPTQ pass)")
-        if self.quantizer not in ("rtn", "gptq"):
+        if self.quantizer not in get_args(Quantizer):  # the CLI checks the Literal types; library callers here
             raise SpeechkitError(f"quantizer {self.quantizer!r}: expected rtn or gptq")
         if self.method in FLOAT_FORMATS:
             self.float_format = self.float_format or FLOAT_FORMATS[self.method][0]
             if self.float_format not in FLOAT_FORMATS[self.method]:
                 raise SpeechkitError(f"float_format {self.float_format!r}: {self.method} takes "
                                      f"{', '.join(FLOAT_FORMATS[self.method])}")
-        if self.float_scale not in ("none", "tensor", "channel", "group"):
+        if self.float_scale not in get_args(FloatScale):
             raise SpeechkitError(f"float_scale {self.float_scale!r}: expected none, tensor, channel or group")
         for name in ("num_calib", "batch_size", "qbert_batches", "qbert_iters"):
             if getattr(self, name) < 1:
@@ -417,46 +432,11 @@ def format_table(report: dict) -> str:
     return "\n".join(lines)
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="speechkit compress", description=__doc__.split("\n")[0])
-    p.add_argument("--model", required=True, help="ct2:tiny.en, a Hugging Face folder or a .ckpt")
-    p.add_argument("--method", required=True, help=", ".join(METHODS))
-    p.add_argument("--eval-cuts", required=True, help="cut manifest to measure WER and speed on")
-    p.add_argument("--out", required=True, dest="out_dir", help="output folder (model/, report.json)")
-    p.add_argument("--calib-cuts", help="calibration manifest (default: --eval-cuts)")
-    p.add_argument("--num-calib", type=int, default=32)
-    p.add_argument("--calib-spread", action="store_true",
-                   help="take --num-calib cuts spread evenly over --calib-cuts, not the first ones")
-    p.add_argument("--num-eval", type=int, help="first N utterances of --eval-cuts only")
-    p.add_argument("--sparsity", type=float, default=0.5)
-    p.add_argument("--bits", type=int, default=4)
-    p.add_argument("--group-size", type=int, help="inputs per scale (default: one per row)")
-    p.add_argument("--avg-bits", type=float, default=4.0)
-    p.add_argument("--choices", type=int, nargs="+", default=[2, 3, 4, 8])
-    p.add_argument("--quantizer", default="rtn", help="rtn or gptq (qbert)")
-    p.add_argument("--float-format", help="e4m3 / e5m2 (fp8), e2m1 (fp4)")
-    p.add_argument("--float-scale", default="channel", help="none, tensor, channel or group")
-    p.add_argument("--targets", nargs="+", default=list(DEFAULT_TARGETS), help="glob patterns of nn.Linear names")
-    p.add_argument("--one-pass", dest="sequential", action="store_false",
-                   help="calibrate every layer on the uncompressed model (faster, less accurate)")
-    p.add_argument("--qbert-batches", type=int, default=1)
-    p.add_argument("--qbert-iters", type=int, default=10)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--pad-to-30s", dest="pad_to_30s", action="store_true", default=None)
-    p.add_argument("--no-pad-to-30s", dest="pad_to_30s", action="store_false")
-    p.add_argument("--max-new-tokens", type=int)
-    p.add_argument("--threads", type=int, default=0)
-    p.add_argument("--skip-before", action="store_true")
-    return p
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``speechkit compress``: prints the table and writes ``<out>/report.json``."""
-    args = vars(_parser().parse_args(argv))
-    args["choices"], args["targets"] = tuple(args["choices"]), tuple(args["targets"])
-    report = compress(CompressConfig(**args))
+@command(aliases={"--out": "--out_dir", "--one-pass": "--sequential=false"})
+def compress_command(config: CompressConfig) -> None:
+    """``speechkit compress``: prints the table and writes ``<out>/report.json`` (options: ``CompressConfig``)."""
+    report = compress(config)
     print(format_table(report))
     print(f"target sparsity {report['after']['target_sparsity']:.4f}, "
           f"{report['after']['target_bits_per_weight']:.3f} counted bits per target weight")
-    print(f"wrote {Path(args['out_dir']) / 'report.json'}")
-    return 0
+    print(f"wrote {Path(config.out_dir) / 'report.json'}")

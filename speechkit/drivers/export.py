@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
 import json
-from collections.abc import Sequence
 from pathlib import Path
+from typing import Optional
 
+from speechkit.commands import command, command_main
 from speechkit.errors import SpeechkitError
 from speechkit.models.adaptation import export
 
@@ -69,26 +69,42 @@ def merge_lora(adapter_dir: str | Path, out_dir: str | Path, base: str | None = 
     return export(model, tokenizer, extractor, generation, out_dir, merge_lora=True)
 
 
-def export_main(argv: Sequence[str] | None = None) -> int:
-    """``speechkit export --checkpoint CKPT --out DIR [--merge-lora]``."""
-    parser = argparse.ArgumentParser(prog="speechkit export", description=export_checkpoint.__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", required=True, help="WhisperFinetune Lightning checkpoint (.ckpt)")
-    parser.add_argument("--out", required=True, help="output Hugging Face folder")
-    parser.add_argument("--merge-lora", action="store_true",
-                        help="merge LoRA adapters into the weights (default for a LoRA run: save the adapter only)")
-    args = parser.parse_args(argv)
-    out = export_checkpoint(args.checkpoint, args.out, args.merge_lora)
-    print(f"exported {args.checkpoint} -> {out}")
-    return 0
+@command(aliases={"--out": "--out_dir"})
+def export_command(*, checkpoint: str, out_dir: str, merge_lora: bool = False) -> None:
+    """Export a ``WhisperFinetune`` / ``WhisperDistill`` Lightning checkpoint to a Hugging Face folder.
+
+    The folder holds the model, tokenizer, feature extractor and generation config (a new language's token
+    included), so ``WhisperForConditionalGeneration.from_pretrained`` and ``speechkit transcribe`` load it.
+
+    Args:
+        checkpoint: Lightning checkpoint (``.ckpt``) of a Whisper task.
+        out_dir: output Hugging Face folder (``--out``).
+        merge_lora: merge LoRA adapters into the weights (default for a LoRA run: save the adapter only).
+
+    Examples:
+        speechkit export --checkpoint exp/new_language/checkpoints/last.ckpt --out exp/new_language/hf
+        speechkit export --checkpoint exp/lora/last.ckpt --out exp/lora/hf --merge_lora true
+    """
+    out = export_checkpoint(checkpoint, out_dir, merge_lora)
+    print(f"exported {checkpoint} -> {out}")
 
 
-def merge_lora_main(argv: Sequence[str] | None = None) -> int:
-    """``speechkit merge-lora --adapter DIR --out DIR [--base NAME]``."""
-    parser = argparse.ArgumentParser(prog="speechkit merge-lora", description=merge_lora.__doc__.splitlines()[0])
-    parser.add_argument("--adapter", required=True, help="adapter-only export folder (adapter_config.json)")
-    parser.add_argument("--out", required=True, help="output Hugging Face folder")
-    parser.add_argument("--base", default=None, help="base model (default: the adapter's base_model_name_or_path)")
-    args = parser.parse_args(argv)
-    out = merge_lora(args.adapter, args.out, args.base)
-    print(f"merged {args.adapter} -> {out}")
-    return 0
+@command(aliases={"--out": "--out_dir"})
+def merge_lora_command(*, adapter: str, out_dir: str, base: Optional[str] = None) -> None:
+    """Merge an adapter-only export into its base model and write a plain Whisper folder.
+
+    Args:
+        adapter: adapter-only export folder (``adapter_config.json``), from ``speechkit export`` of a LoRA run.
+        out_dir: output Hugging Face folder (``--out``).
+        base: base model (default: the adapter's ``base_model_name_or_path``).
+
+    Examples:
+        speechkit merge-lora --adapter exp/lora/hf --out exp/lora/merged
+        speechkit merge-lora --adapter exp/lora/hf --out exp/lora/merged --base ct2:base
+    """
+    out = merge_lora(adapter, out_dir, base)
+    print(f"merged {adapter} -> {out}")
+
+
+export_main = command_main("speechkit.drivers.export:export_command", "speechkit export")
+merge_lora_main = command_main("speechkit.drivers.export:merge_lora_command", "speechkit merge-lora")

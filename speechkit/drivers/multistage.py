@@ -5,7 +5,7 @@ language (Urdu), then continue on the target (Pashto). The paper traces the fail
 unverified intermediate checkpoint", so here stage k+1 starts from stage k's best checkpoint (by dev WER) only
 when that WER is at most stage k's ``max_dev_wer``; otherwise the run stops with a message and exit status 1.
 
-``speechkit multistage STAGES.yaml [--out-dir DIR] [--dry-run] [fit overrides for every stage ...]``::
+``speechkit multistage STAGES.yaml [--out_dir DIR] [--dry_run] [fit overrides for every stage ...]``::
 
     base_config: conf/whisper/multistage.yaml   # a `speechkit fit` config; needs a ModelCheckpoint on val_wer
     out_dir: exp/multistage                     # stage k runs in <out_dir>/<name>
@@ -22,7 +22,6 @@ runner appends the new embedding row to the previous stage's checkpoint, copied 
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
@@ -37,6 +36,8 @@ import torch
 import yaml
 
 from speechkit.checkpoints import checkpoint_state_dict, load_checkpoint, save_atomic
+from speechkit.commands import command
+from speechkit.config import FitArgs, resolve_fit_config
 from speechkit.errors import SpeechkitError
 
 log = logging.getLogger(__name__)
@@ -209,43 +210,35 @@ def gate_message(stage: Stage, wer: float, next_stage: Optional[Stage]) -> str:
 
 # ------------------------------------------------------------------ running
 def stage_args(plan: Plan, stage: Stage, stage_dir: Path, init_checkpoint: Optional[str], extra: Sequence[str]) -> list[str]:
-    """The ``speechkit fit`` arguments of one stage (later arguments win: plan, stage, stage overrides, extra)."""
+    """The ``speechkit fit`` arguments of one stage (later arguments win: plan, stage, stage overrides, extra), and
+    ``--trainer.val_check_interval <max_steps>`` last when the resolved run validates less often than the stage
+    trains (a stage that never validates has no best checkpoint to gate on)."""
     logger = {"class_path": "lightning.pytorch.loggers.CSVLogger",
               "init_args": {"save_dir": str(stage_dir), "name": "", "version": ""}}
-    return [
-        "fit", "-c", plan.base_config, *plan.overrides,
+    args = [
+        "-c", plan.base_config, *plan.overrides,
         "--model.init_args.language", stage.language,
         "--model.init_args.new_language_init_from", stage.new_language_init_from or "null",
         "--model.init_args.init_checkpoint", init_checkpoint or "null",
         "--data.init_args.config.train_cuts", stage.train_cuts,
         "--data.init_args.config.dev_cuts", stage.dev_cuts,
         "--trainer.max_steps", str(stage.max_steps),
-        *_validation_within(plan.base_config, stage.max_steps),
         "--trainer.default_root_dir", str(stage_dir),
         "--trainer.logger", json.dumps(logger),
         *stage.overrides, *extra,
     ]
-
-
-def _validation_within(base_config: str, max_steps: int) -> list[str]:
-    """``--trainer.val_check_interval max_steps`` when the base config validates less often than the stage
-    trains (a stage that never validates has no best checkpoint to gate on)."""
-    trainer = (yaml.safe_load(Path(base_config).read_text(encoding="utf-8")) or {}).get("trainer") or {}
-    interval = trainer.get("val_check_interval")
-    if isinstance(interval, int) and interval > max_steps:
-        return ["--trainer.val_check_interval", str(max_steps)]
-    return []
+    interval = resolve_fit_config(args).get("trainer.val_check_interval")
+    validate = ["--trainer.val_check_interval", str(stage.max_steps)] if (
+        isinstance(interval, int) and interval > stage.max_steps) else []
+    return ["fit", *args, *validate]
 
 
 def _base_tokenizer(plan: Plan, extra: Sequence[str]):
-    """The tokenizer of the base config's ``model_name_or_path`` (overrides included)."""
+    """The tokenizer of the resolved ``model_name_or_path`` (base config, plan overrides and ``extra``)."""
     from speechkit.models.pretrained import load_whisper
 
-    name = yaml.safe_load(Path(plan.base_config).read_text())["model"]["init_args"]["model_name_or_path"]
-    args = [*plan.overrides, *extra]
-    for flag, value in zip(args, args[1:]):
-        if flag == "--model.init_args.model_name_or_path":
-            name = value
+    name = resolve_fit_config(["-c", plan.base_config, *plan.overrides, *extra]).get(
+        "model.init_args.model_name_or_path")
     return load_whisper(name).tokenizer
 
 
@@ -292,23 +285,34 @@ def _write_summary(root: Path, results: list[StageResult]) -> None:
     (root / "multistage.json").write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``speechkit multistage STAGES.yaml [--out-dir DIR] [--dry-run] [fit overrides ...]``; 1 when a gate fails."""
-    parser = argparse.ArgumentParser(prog="speechkit multistage", description=__doc__.splitlines()[0])
-    parser.add_argument("stages", help="stage file (YAML: base_config, out_dir, overrides, stages)")
-    parser.add_argument("--out-dir", default=None, help="replaces the stage file's out_dir")
-    parser.add_argument("--dry-run", action="store_true", help="print each stage's `speechkit fit` command and stop")
-    args, extra = parser.parse_known_args(list(sys.argv[1:] if argv is None else argv))
-    if extra and not extra[0].startswith("--"):
-        raise SpeechkitError(f"multistage: unexpected argument {extra[0]!r}; fit overrides look like --trainer.x 1")
-    plan = read_plan(args.stages)
-    if args.dry_run:
-        root = Path(args.out_dir or plan.out_dir)
+@command(fit_config=True)
+def multistage(stages: str, *, config: FitArgs = FitArgs(), out_dir: Optional[str] = None, dry_run: bool = False) -> int:
+    """Run multistage Whisper transfer: a chain of ``speechkit fit`` runs, each gated on the previous stage's dev WER.
+
+    Stage k+1 starts from stage k's best checkpoint only when its dev WER passes stage k's ``max_dev_wer``;
+    otherwise the run stops and the exit status is 1. The stage file is described in
+    ``speechkit.drivers.multistage``; ``-c`` files and ``--trainer.*`` / ``--model.*`` / ``--data.*`` overrides
+    apply to every stage, after the stage file's own.
+
+    Args:
+        stages: stage file (YAML: base_config, out_dir, overrides, stages).
+        config: ``speechkit fit`` arguments for every stage.
+        out_dir: replaces the stage file's out_dir.
+        dry_run: print each stage's ``speechkit fit`` command and stop.
+
+    Examples:
+        speechkit multistage recipes/new_language/multistage.yaml --dry_run
+        speechkit multistage recipes/commonvoice_pashto/multistage.yaml --out_dir exp/ps --trainer.precision=32
+    """
+    extra = list(config.args)
+    plan = read_plan(stages)
+    if dry_run:
+        root = Path(out_dir or plan.out_dir)
         for i, stage in enumerate(plan.stages):
             init = "<best of previous stage>" if i else None
             print("speechkit " + shlex.join(stage_args(plan, stage, root / stage.name, init, extra)))
         return 0
-    results = run_plan(plan, extra, args.out_dir)
+    results = run_plan(plan, extra, out_dir)
     if not results[-1].passed:
         print(f"multistage: stopped at stage {results[-1].name!r}: dev WER above its gate", file=sys.stderr)
         return 1

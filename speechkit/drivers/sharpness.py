@@ -1,17 +1,19 @@
 """``speechkit sharpness``: Hessian top eigenvalue and trace of a trained checkpoint's training loss.
 
 The curvature estimators live in :mod:`speechkit.curvature`; this driver loads the task
-(:func:`speechkit.checkpoints.load_task`), builds the data module from a LightningCLI YAML and reports.
+(:func:`speechkit.checkpoints.load_task`), builds the data module of a training run's configuration (``-c`` and
+overrides, :mod:`speechkit.config`) and reports.
 """
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 from torch import Tensor
 
+from speechkit.commands import command
+from speechkit.config import FitArgs
 from speechkit.curvature import sharpness_report
 from speechkit.errors import SpeechkitError
 
@@ -28,24 +30,13 @@ def load_lightning_module(checkpoint: str | Path, model_class: str | None = None
     return load_task(checkpoint, cls=model_class)
 
 
-def datamodule_from_config(config: str | Path) -> Any:
-    """Build the ``data`` section (class_path + init_args) of a LightningCLI YAML config."""
-    import yaml
-    from jsonargparse import ArgumentParser
-    from lightning.pytorch import LightningDataModule
+def datamodule_from_config(config: str | Path | Sequence[str]) -> Any:
+    """The data module of a training run's configuration: a YAML file, or ``speechkit fit`` arguments (``-c FILE``
+    and overrides) resolved by :func:`speechkit.config.resolve_fit_config`."""
+    from speechkit.config import resolve_fit_config
 
-    path = Path(config)
-    if not path.is_file():
-        raise SpeechkitError(f"config: file not found: {path}")
-    data = (yaml.safe_load(path.read_text()) or {}).get("data")
-    if data is None:
-        raise SpeechkitError(f"config: {path} has no 'data' section")
-    parser = ArgumentParser(exit_on_error=False)
-    parser.add_subclass_arguments(LightningDataModule, "data", fail_untyped=False)
-    try:
-        return parser.instantiate(parser.parse_object({"data": data})).data
-    except Exception as error:  # jsonargparse reports the bad key in its message
-        raise SpeechkitError(f"config: {path}: cannot build the data module: {error}") from error
+    args = ["-c", str(config)] if isinstance(config, (str, Path)) else list(config)
+    return resolve_fit_config(args, require=("data",)).datamodule()
 
 
 def step_loss(module: Any, batch: Any, batch_idx: int = 0) -> Tensor:
@@ -70,30 +61,45 @@ def _val_batches(datamodule: Any, module: Any, n: int) -> list[Any]:
     return batches
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``tools/sharpness.py CHECKPOINT --config conf.yaml``: lambda_max and Tr(H) of a trained model's loss."""
-    parser = argparse.ArgumentParser(
-        prog="sharpness",
-        description="Hessian top eigenvalue (power iteration) and trace (Hutchinson) of the training loss of a "
-                    "Lightning checkpoint, on --batches batches of the validation loader of the data module in "
-                    "--config (a LightningCLI YAML). The loss is what the module's training_step returns, "
-                    "in eval mode (no dropout).")
-    parser.add_argument("checkpoint", help="Lightning .ckpt file")
-    parser.add_argument("--config", required=True, help="LightningCLI YAML whose 'data' section builds the batches")
-    parser.add_argument("--model-class", default=None,
-                        help="package.module:Class of the LightningModule (default: hyper_parameters._class_path)")
-    parser.add_argument("--batches", type=int, default=4, help="number of validation batches (default 4)")
-    parser.add_argument("--iters", type=int, default=20, help="power-iteration steps (default 20)")
-    parser.add_argument("--tol", type=float, default=1e-3, help="power-iteration relative tolerance")
-    parser.add_argument("--samples", type=int, default=32, help="Hutchinson probes per batch (default 32)")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    if args.batches < 1:
-        raise SpeechkitError(f"--batches: expected >= 1, got {args.batches}")
-    module = load_lightning_module(args.checkpoint, args.model_class)
+@command(fit_config=True)
+def sharpness(
+    checkpoint: str,
+    *,
+    config: FitArgs = FitArgs(),
+    model_class: Optional[str] = None,
+    batches: int = 4,
+    iters: int = 20,
+    tol: float = 1e-3,
+    samples: int = 32,
+    seed: int = 0,
+) -> None:
+    """Hessian top eigenvalue and trace of the training loss of a trained checkpoint.
+
+    Power iteration gives the top eigenvalue, Hutchinson's estimator the trace, on ``--batches`` batches of the
+    validation loader of the data module of ``-c CONFIG``. The loss is what the module's ``training_step``
+    returns, in eval mode (no dropout).
+
+    Args:
+        checkpoint: Lightning ``.ckpt`` file.
+        config: the training run whose ``data`` section builds the batches (its ``model`` section is not used).
+        model_class: ``package.module:Class`` of the LightningModule (default: ``hyper_parameters._class_path``).
+        batches: number of validation batches.
+        iters: power-iteration steps.
+        tol: power-iteration relative tolerance.
+        samples: Hutchinson probes per batch.
+        seed: seed of the random probes.
+
+    Examples:
+        speechkit sharpness exp/fsdd/checkpoints/last.ckpt -c conf/whisper/fsdd_tiny_en.yaml --batches 2
+        speechkit sharpness run.ckpt -c conf.yaml --data.init_args.config.val_batch_size=8
+    """
+    if not config:
+        raise SpeechkitError("expected the data: -c CONFIG (a LightningCLI YAML with a 'data' section)")
+    if batches < 1:
+        raise SpeechkitError(f"--batches: expected >= 1, got {batches}")
+    module = load_lightning_module(checkpoint, model_class)
     module.eval()
-    batches = _val_batches(datamodule_from_config(args.config), module, args.batches)
-    report = sharpness_report(module, lambda batch: step_loss(module, batch), batches,
-                              iters=args.iters, tol=args.tol, n_samples=args.samples, seed=args.seed)
+    loaded = _val_batches(datamodule_from_config(config.args), module, batches)
+    report = sharpness_report(module, lambda batch: step_loss(module, batch), loaded,
+                              iters=iters, tol=tol, n_samples=samples, seed=seed)
     print("\n".join(report.lines()))
-    return 0

@@ -1,4 +1,5 @@
-"""``speechkit evaluate wer|bleu|recall`` (also ``tools/evaluate_{wer,bleu,recall}.py``).
+"""``speechkit evaluate wer|bleu|recall`` (also ``tools/evaluate_{wer,bleu,recall}.py``): :func:`wer`, :func:`bleu` and
+:func:`recall`, whose signatures and docstrings are the options and help of the three sub-commands.
 
 Each prints a table and, with ``--json OUT``, writes the numbers (rates as fractions, not percent; BLEU and chrF on
 sacrebleu's 0-100 scale; undefined values as ``null``). Choices made for the user (the normalizer when ``--language``
@@ -7,60 +8,22 @@ is not given, the treatment of empty references) are stated on stderr; errors ar
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
-from speechkit.errors import SpeechkitError, debug_enabled, os_error_message, user_error_message
+from speechkit.errors import SpeechkitError, os_error_message
 from speechkit.metrics.analysis import ErrorAnalysis, analyze_errors
-from speechkit.metrics.bleu import EMPTY_REFS_TREATMENT, empty_reference_indices, score_bleu
+from speechkit.metrics.bleu import EmptyRefs, empty_reference_indices, score_bleu
 from speechkit.metrics.io import Prediction, read_pairs, read_trec_qrels, read_trec_run
 from speechkit.metrics.retrieval import retrieval_metrics
 from speechkit.metrics.wer import WERReport, score_wer
-from speechkit.text.normalizers import NORMALIZER_KINDS, Normalizer, NormalizerKind, get_normalizer
+from speechkit.text.normalizers import Normalizer, NormalizerKind, get_normalizer
 from speechkit.text.scripts import normalizer_for_texts
 
 GROUP_FIELDS = ("system", "condition")
-
-
-def _add_text_inputs(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--ref", help="reference file, `utt_id text` per line (Kaldi style)")
-    parser.add_argument("--hyp", help="hypothesis file, `utt_id text` per line")
-    parser.add_argument(
-        "--predictions", help='predictions.jsonl with {"id", "ref", "hyp"} per line (instead of --ref/--hyp)'
-    )
-    parser.add_argument("--json", dest="json_out", metavar="OUT", help="write the numbers to this JSON file")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="speechkit evaluate", description="Score predictions.")
-    commands = parser.add_subparsers(dest="metric", required=True)
-    wer = commands.add_parser("wer", help="WER/CER raw and normalized, with error analysis")
-    _add_text_inputs(wer)
-    wer.add_argument(
-        "--language",
-        help="language code choosing the normalizer (default: from the text's script, stated on stderr: Latin ->"
-        " English, Arabic script -> basic with Arabic-script rules, any other script -> basic)",
-    )
-    wer.add_argument("--normalizer", default="auto", choices=NORMALIZER_KINDS, help="default: auto")
-    wer.add_argument("--plot", metavar="OUT.png", help="write a PNG: WER by system/condition (predictions fields) and error classes")
-    bleu = commands.add_parser("bleu", help="sacrebleu BLEU and chrF with signatures")
-    _add_text_inputs(bleu)
-    bleu.add_argument(
-        "--empty-refs", choices=tuple(EMPTY_REFS_TREATMENT), default="keep",
-        help="segments with an empty reference: keep (sacrebleu: they lower BLEU, chrF ignores them) or drop them;"
-        " their number is reported either way (default: keep)",
-    )  # fmt: skip
-    recall = commands.add_parser("recall", help="recall@k, hit@k, map@10, ndcg@10, mrr@10 from TREC run/qrels")
-    recall.add_argument("--run", required=True, help="TREC run: `qid Q0 docid rank score tag` per line")
-    recall.add_argument("--qrels", required=True, help="TREC qrels: `qid 0 docid relevance` per line")
-    recall.add_argument("--k", type=int, nargs="+", default=[1, 5, 10], help="recall/hit cut-offs (default: 1 5 10)")
-    recall.add_argument("--json", dest="json_out", metavar="OUT", help="write the numbers to this JSON file")
-    recall.add_argument("--plot", metavar="OUT.png", help="write a PNG bar chart of the metrics")
-    return parser
 
 
 def _clean(value: Any) -> Any:
@@ -153,29 +116,85 @@ def choose_normalizer(language: str | None, kind: NormalizerKind, texts: Sequenc
     return choice.normalizer, choice.language
 
 
-def run_wer(args: argparse.Namespace) -> dict[str, Any]:
-    predictions = read_pairs(args.ref, args.hyp, args.predictions)
-    refs, hyps = [p.ref for p in predictions], [p.hyp for p in predictions]
-    normalize, language = choose_normalizer(args.language, args.normalizer, [*refs, *hyps])
-    report = score_wer(refs, hyps, language, normalize)
-    analysis = analyze_errors([normalize(text) for text in refs], [normalize(text) for text in hyps], language)
+def _finish(result: dict[str, Any], json_out: Optional[str]) -> None:
+    if json_out:
+        write_json(result, json_out)
+        print(f"json: {json_out}")
+
+
+def wer(
+    *,
+    ref: Optional[str] = None,
+    hyp: Optional[str] = None,
+    predictions: Optional[str] = None,
+    language: Optional[str] = None,
+    normalizer: NormalizerKind = "auto",
+    plot: Optional[str] = None,
+    json: Optional[str] = None,
+) -> None:
+    """WER/CER, raw and normalized, with error analysis.
+
+    Prints the table (raw and normalized side by side), the WER per ``system`` / ``condition`` when the predictions
+    carry those fields, the top substitutions and suffix confusions, repetition and looping rates.
+
+    Args:
+        ref: reference file, ``utt_id text`` per line (Kaldi style).
+        hyp: hypothesis file, ``utt_id text`` per line.
+        predictions: ``predictions.jsonl`` with ``{"id", "ref", "hyp"}`` per line (instead of ``--ref`` / ``--hyp``).
+        language: language code choosing the normalizer (default: from the text's script, stated on stderr: Latin
+            -> English, Arabic script -> basic with Arabic-script rules, any other script -> basic).
+        normalizer: the normalizer kind (``auto``: by language).
+        plot: write a PNG: WER by system/condition (predictions fields) and error classes.
+        json: write the numbers to this JSON file.
+
+    Examples:
+        speechkit evaluate wer --predictions exp/fsdd/predictions.jsonl --language en --json exp/fsdd/wer.json
+        speechkit evaluate wer --ref ref.txt --hyp hyp.txt --language ps --plot wer.png
+    """
+    pairs = read_pairs(ref, hyp, predictions)
+    refs, hyps = [p.ref for p in pairs], [p.hyp for p in pairs]
+    normalize, code = choose_normalizer(language, normalizer, [*refs, *hyps])
+    report = score_wer(refs, hyps, code, normalize)
+    analysis = analyze_errors([normalize(text) for text in refs], [normalize(text) for text in hyps], code)
     groups = {
-        label: score_wer([p.ref for p in members], [p.hyp for p in members], language, normalize)
-        for label, members in _groups(predictions).items()
+        label: score_wer([p.ref for p in members], [p.hyp for p in members], code, normalize)
+        for label, members in _groups(pairs).items()
     }
     print(format_wer_table(report))
     details = analysis.to_dict(top=10)
     _print_analysis(groups, details)
-    if args.plot:
-        _plot_wer(args.plot, report, groups, analysis)
-    return report.to_dict() | {"analysis": details, "groups": {label: g.to_dict() for label, g in groups.items()}}
+    if plot:
+        _plot_wer(plot, report, groups, analysis)
+    _finish(report.to_dict() | {"analysis": details, "groups": {label: g.to_dict() for label, g in groups.items()}},
+            json)
 
 
-def run_bleu(args: argparse.Namespace) -> dict[str, Any]:
-    predictions = read_pairs(args.ref, args.hyp, args.predictions)
-    refs = [p.ref for p in predictions]
-    result = score_bleu(refs, [p.hyp for p in predictions], empty_refs=args.empty_refs)
-    empty_ids = [predictions[index].id for index in empty_reference_indices(refs)]
+def bleu(
+    *,
+    ref: Optional[str] = None,
+    hyp: Optional[str] = None,
+    predictions: Optional[str] = None,
+    empty_refs: EmptyRefs = "keep",
+    json: Optional[str] = None,
+) -> None:
+    """sacrebleu BLEU and chrF, with their signatures.
+
+    Args:
+        ref: reference file, ``utt_id text`` per line (Kaldi style).
+        hyp: hypothesis file, ``utt_id text`` per line.
+        predictions: ``predictions.jsonl`` with ``{"id", "ref", "hyp"}`` per line (instead of ``--ref`` / ``--hyp``).
+        empty_refs: segments with an empty reference: ``keep`` (sacrebleu: they lower BLEU, chrF ignores them) or
+            ``drop`` them; their number is reported either way.
+        json: write the numbers to this JSON file.
+
+    Examples:
+        speechkit evaluate bleu --predictions exp/st/predictions.jsonl --json exp/st/bleu.json
+        speechkit evaluate bleu --ref ref.de --hyp hyp.de --empty_refs drop
+    """
+    pairs = read_pairs(ref, hyp, predictions)
+    refs = [p.ref for p in pairs]
+    result = score_bleu(refs, [p.hyp for p in pairs], empty_refs=empty_refs)
+    empty_ids = [pairs[index].id for index in empty_reference_indices(refs)]
     segments = f"segments: {result['segments']}"
     if empty_ids:
         shown = ", ".join(empty_ids[:5]) + (f" and {len(empty_ids) - 5} more" if len(empty_ids) > 5 else "")
@@ -184,37 +203,36 @@ def run_bleu(args: argparse.Namespace) -> dict[str, Any]:
         note("bleu", f"{len(empty_ids)} of {result['segments']} references are empty ({shown}); {treatment}")
     print(f"{segments}\nBLEU  {result['bleu']:.2f}   {result['signature']}")
     print(f"chrF  {result['chrf']:.2f}   {result['chrf_signature']}\n{result['bleu_details']}")
-    return result | {"empty_ref_ids": empty_ids}
+    _finish(result | {"empty_ref_ids": empty_ids}, json)
 
 
-def run_recall(args: argparse.Namespace) -> dict[str, Any]:
-    result = retrieval_metrics(read_trec_run(args.run), read_trec_qrels(args.qrels), ks=args.k, cutoff=10)
+def recall(
+    *,
+    run: str,
+    qrels: str,
+    k: list[int] = [1, 5, 10],  # noqa: B006 - jsonargparse shows the literal default
+    plot: Optional[str] = None,
+    json: Optional[str] = None,
+) -> None:
+    """recall@k, hit@k, map@10, ndcg@10 and mrr@10 of a TREC run against TREC qrels.
+
+    Args:
+        run: TREC run: ``qid Q0 docid rank score tag`` per line.
+        qrels: TREC qrels: ``qid 0 docid relevance`` per line.
+        k: recall / hit cut-offs.
+        plot: write a PNG bar chart of the metrics.
+        json: write the numbers to this JSON file.
+
+    Examples:
+        speechkit evaluate recall --run exp/retrieval/run.txt --qrels data/qrels.txt --k 1 5 10 --json recall.json
+    """
+    result = retrieval_metrics(read_trec_run(run), read_trec_qrels(qrels), ks=k, cutoff=10)
     print(f"queries: {result['queries']}   without a relevant item (not scored): {result['queries_without_relevant']}")
     for name, value in result.items():
         if "@" in name:
             print(f"{name:<12}{value:.4f}")
-    if args.plot:
+    if plot:
         from speechkit.metrics.plots import plot_metrics
 
-        print(f"plot: {plot_metrics({k: v for k, v in result.items() if '@' in k}, args.plot, 'retrieval')}")
-    return result
-
-
-RUNNERS = {"wer": run_wer, "bleu": run_bleu, "recall": run_recall}
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``speechkit evaluate`` (argv excludes the word ``evaluate``); returns the exit status."""
-    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
-    try:
-        result = RUNNERS[args.metric](args)
-        if args.json_out:
-            write_json(result, args.json_out)
-            print(f"json: {args.json_out}")
-    except Exception as error:  # noqa: BLE001 - user errors (bad file, unwritable path) become one line; bugs re-raise
-        message = None if debug_enabled() else user_error_message(error)
-        if message is None:
-            raise
-        print(f"speechkit evaluate {args.metric}: error: {message}", file=sys.stderr)
-        return 2
-    return 0
+        print(f"plot: {plot_metrics({k: v for k, v in result.items() if '@' in k}, plot, 'retrieval')}")
+    _finish(result, json)

@@ -10,6 +10,7 @@ import pytest
 import torch
 import yaml
 
+from speechkit.commands import command_main
 from speechkit.data.batch_size_search import (
     bisect_batch_size,
     current_rss_bytes,
@@ -17,8 +18,9 @@ from speechkit.data.batch_size_search import (
     make_training_step,
     peak_rss_bytes,
 )
-from speechkit.data.sampling_cli import batch_sizes_main
 from speechkit.errors import SpeechkitError
+
+batch_sizes_main = command_main("speechkit.drivers.bucketing:batch_sizes", "speechkit batch-sizes")
 
 
 def fake_step(memory: float, cost, calls: list | None = None):
@@ -156,7 +158,8 @@ def test_batch_sizes_cli_from_options_and_from_config(tiny_task_module, tmp_path
     config = tmp_path / "conf.yaml"
     config.write_text(yaml.safe_dump({
         "model": {"class_path": "tiny_task_for_search.TinyTask", "init_args": {"width": 64}},
-        "data": {"init_args": {"bucket_duration_bins": [[2.0, 10], [4.0, 20]]}},
+        "data": {"class_path": "speechkit.data.SpeechDataModule",
+                 "init_args": {"config": {"bucket_duration_bins": [[2.0, 10], [4.0, 20]]}}},
         "trainer": {"precision": "32-true"},
     }))
     assert batch_sizes_main(["-c", str(config), *args[6:]]) == 0

@@ -30,7 +30,7 @@ from speechkit.data.sampling import (
     padding_report,
     with_num_tokens,
 )
-from speechkit.data.sampling_cli import bins_main
+from speechkit.commands import command_main
 from speechkit.errors import SpeechkitError
 
 
@@ -317,6 +317,8 @@ def test_padding_random_above_1d_above_2d():
 
 
 # ---- CLI ---------------------------------------------------------------------------------------------------------
+
+bins_main = command_main("speechkit.drivers.bucketing:bins", "speechkit bins")
 
 
 def test_bins_cli_prints_the_estimated_bins(tmp_path, capsys):

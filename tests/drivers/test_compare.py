@@ -8,8 +8,9 @@ import math
 import pytest
 import yaml
 
-from speechkit.errors import SpeechkitError
+from speechkit.commands import command_main
 from speechkit.drivers import compare
+from speechkit.errors import SpeechkitError
 from speechkit.testing import tiny_whisper_dir, tone_corpus
 
 from .test_multistage import tiny_fit_config
@@ -45,7 +46,7 @@ def test_four_strategies_on_one_budget(tmp_path, capsys):
     base.write_text(yaml.safe_dump(config))
     train, dev = str(tmp_path / "data" / "cuts_train.jsonl.gz"), str(tmp_path / "data" / "cuts_dev.jsonl.gz")
     out = tmp_path / "cmp"
-    code = compare.main([
+    code = command_main("speechkit.drivers.compare:compare_command", "speechkit compare-strategies")([
         "--config", str(base), "--train", train, "--dev", dev, "--language", "ky", "--new-language-init-from", "kk",
         "--related-train", train, "--related-dev", dev, "--related-language", "kk", "--max-steps", "2",
         "--lr", "lora=1e-2", "--out-dir", str(out),  # multistage: 1 step per stage, validation clamped to it

@@ -10,6 +10,7 @@ import yaml
 from transformers import WhisperTokenizerFast
 
 from speechkit.checkpoints import load_checkpoint
+from speechkit.cli import main as speechkit_main
 from speechkit.errors import SpeechkitError
 from speechkit.drivers import multistage
 from speechkit.tasks.whisper_finetune import WhisperFinetune
@@ -64,7 +65,7 @@ def write_plan(root: Path, base: Path, gates: list, languages: list[str], init_f
 def test_gate_refuses_the_stage_after_a_bad_one(setup, capsys):
     root, base = setup
     plan = write_plan(root, base, gates=[0.0, None], languages=["kk", "kk"], init_from=[None, None])
-    assert multistage.main([str(plan)]) == 1
+    assert speechkit_main(["multistage", str(plan)]) == 1
     out = capsys.readouterr()
     assert "FAILS its gate max_dev_wer=0.0000; stage 's1' does not start" in out.out
     assert "stage 2/2" not in out.out
@@ -116,3 +117,34 @@ def test_stage_file_errors_name_the_key(tmp_path):
         {"name": "a", "train_cuts": "t", "dev_cuts": "d", "language": "kk", "max_steps": 0}]}))
     with pytest.raises(SpeechkitError, match="max_steps must be >= 1"):
         multistage.read_plan(path)
+
+
+def test_overrides_in_any_form_reach_the_resolved_config(setup, tmp_path):
+    """The plan's overrides, the stage's and the command line's are resolved as `speechkit fit` resolves them.
+
+    Before: the base model's tokenizer was read from the YAML and argv pairs (``--key=value`` was missed), and the
+    validation clamp from the base YAML alone (an override of ``val_check_interval`` was ignored).
+    """
+    from speechkit.models.whisper_language import is_multilingual
+
+    root, base = setup
+    english = tiny_whisper_dir(tmp_path / "tiny_en", multilingual=False)
+    plan = multistage.read_plan(write_plan(root, base, gates=[None], languages=["kk"], init_from=[None]))
+    tokenizer = multistage._base_tokenizer(plan, [f"--model.init_args.model_name_or_path={english}"])
+    assert not is_multilingual(tokenizer)
+    plan.overrides = ["--trainer.val_check_interval=50"]  # validates less often than the stage's 2 steps
+    args = multistage.stage_args(plan, plan.stages[0], tmp_path / "s0", None, [])
+    assert args[-2:] == ["--trainer.val_check_interval", "2"]
+    args = multistage.stage_args(plan, plan.stages[0], tmp_path / "s0", None, ["--trainer.val_check_interval", "1"])
+    assert args[-2:] == ["--trainer.val_check_interval", "1"] and args.count("--trainer.val_check_interval") == 1
+
+
+def test_dry_run_prints_each_stage_with_the_command_line_overrides(setup, capsys):
+    root, base = setup
+    plan = write_plan(root, base, gates=[0.5, None], languages=["kk", "kk"], init_from=[None, None])
+    assert speechkit_main(["multistage", str(plan), "--dry-run", "--out-dir", str(root / "dry"),
+                           "--trainer.max_epochs=3"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and all(line.startswith("speechkit fit -c ") for line in lines)
+    assert all("--trainer.max_epochs=3" in line and str(root / "dry") in line for line in lines)
+    assert not (root / "dry").exists()

@@ -51,7 +51,9 @@ class TinyData(L.LightningDataModule):
 def test_sharpness_cli_on_a_lightning_checkpoint(tmp_path, monkeypatch, capsys):
     import lightning as L
 
-    from speechkit.drivers.sharpness import main
+    from speechkit.commands import command_main
+
+    main = command_main("speechkit.drivers.sharpness:sharpness", "speechkit sharpness")
 
     (tmp_path / "tiny_sharp.py").write_text(TINY)
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -82,3 +84,11 @@ def test_sharpness_cli_on_a_lightning_checkpoint(tmp_path, monkeypatch, capsys):
     torch.save(state, ckpt)
     assert main([str(ckpt), "--config", str(config), "--batches", "1", "--iters", "100", "--tol", "1e-10"]) == 0
     assert "top_eigenvalue: 8" in capsys.readouterr().out
+
+    # The data come from the resolved config: a second -c file and a --key=value override apply (H_00 = 2 a^2).
+    (tmp_path / "b.yaml").write_text("data:\n  init_args:\n    b: 2.5\n")
+    assert main([str(ckpt), "-c", str(config), "-c", str(tmp_path / "b.yaml"), "--data.init_args.a=3.0",
+                 "--batches", "1", "--iters", "100", "--tol", "1e-10", "--samples", "3"]) == 0
+    out = dict(line.split(": ") for line in capsys.readouterr().out.strip().splitlines())
+    assert float(out["top_eigenvalue"]) == pytest.approx(18.0, rel=1e-4)
+    assert float(out["hessian_trace"]) == pytest.approx(18.0 + 12.5 + 2.0, rel=1e-6)

@@ -6,7 +6,12 @@ import jiwer
 import pytest
 import sacrebleu
 
-from speechkit.metrics.cli import main
+from speechkit.cli import main as speechkit_main
+
+
+def main(argv: list[str]) -> int:
+    """``speechkit evaluate ARGV`` (one-line errors, status 2)."""
+    return speechkit_main(["evaluate", *argv])
 
 REFS = {"u1": "Hello, World!", "u2": "the cat sat on the mat", "u3": "", "u4": "I won't go"}
 HYPS = {"u1": "hello world", "u2": "the cat sat on mat mat mat mat mat", "u3": "uh", "u4": "i will not go"}

@@ -1,22 +1,20 @@
-"""Corpus importers: ``speechkit prepare <corpus> <source> <out_dir> [--overwrite] [--skip-bad]
-[--min-duration 0.1] [options]``.
+"""Corpus importers: ``speechkit prepare <corpus> <source> <out_dir> [--overwrite] [--skip_bad]
+[--min_duration 0.1] [options]``.
 
-Each importer is a module with ``prepare(source, out_dir, *, overwrite, skip_bad, min_duration, **options) ->
-{split: CutSet}`` and ``add_arguments(parser)`` for its own options; ``CORPORA`` maps the corpus name to the
-module, imported on use. Every importer checks each recording once (``checks.audio_problems``) and writes its
-manifests atomically with absolute audio paths (``base.write_corpus``). Re-running the same command rewrites
-the corpus it wrote; ``--overwrite`` is needed only to replace a different one.
+Each importer is a module with a typed ``prepare(source, out_dir, [options], *, overwrite, skip_bad, min_duration)
+-> {split: CutSet}``; its signature and docstring are the options and help of ``speechkit prepare <corpus>``
+(``COMMANDS``). ``CORPORA`` maps the corpus name to the module, imported on use. Every importer checks each
+recording once (``checks.audio_problems``) and writes its manifests atomically with absolute audio paths
+(``base.write_corpus``). Re-running the same command rewrites the corpus it wrote; ``--overwrite`` is needed only
+to replace a different one.
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib
-import logging
 from types import ModuleType
-from typing import Sequence
 
-from speechkit.data.corpora.base import add_common_arguments, manifest_path
+from speechkit.data.corpora.base import manifest_path
 from speechkit.errors import SpeechkitError
 
 CORPORA: dict[str, str] = {
@@ -28,7 +26,10 @@ CORPORA: dict[str, str] = {
     "librispeech": "speechkit.data.corpora.librispeech",
 }
 
-__all__ = ["CORPORA", "get_importer", "prepare", "main", "manifest_path"]
+# corpus -> its typed importer, the sub-commands of ``speechkit prepare``
+COMMANDS: dict[str, str] = {name: f"{module}:prepare" for name, module in CORPORA.items()}
+
+__all__ = ["CORPORA", "COMMANDS", "get_importer", "prepare", "print_manifests", "manifest_path"]
 
 
 def get_importer(corpus: str) -> ModuleType:
@@ -43,26 +44,7 @@ def prepare(corpus: str, source: str, out_dir: str, **options) -> dict:
     return get_importer(corpus).prepare(source, out_dir, **options)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``speechkit prepare <corpus> <source> <out_dir> [options]``."""
-    parser = argparse.ArgumentParser(prog="speechkit prepare", description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="corpus", metavar="corpus", required=True)
-    for name in CORPORA:
-        sub = commands.add_parser(name, help=f"import {name}")
-        sub.add_argument("source", help="the corpus folder (or text file, for synthesized corpora)")
-        sub.add_argument("out_dir", help="where the manifests are written")
-        add_common_arguments(sub)
-        try:
-            get_importer(name).add_arguments(sub)
-        except ModuleNotFoundError:
-            pass  # an importer still being written must not break the others
-    argv = list(argv or [])
-    if argv and not argv[0].startswith("-") and argv[0] not in CORPORA:
-        raise SpeechkitError(f"unknown corpus {argv[0]!r}; known corpora: {', '.join(sorted(CORPORA))}")
-    args = vars(parser.parse_args(argv))
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    corpus, source, out_dir = args.pop("corpus"), args.pop("source"), args.pop("out_dir")
-    cuts = prepare(corpus, source, out_dir, **args)
+def print_manifests(cuts: dict, arguments: dict) -> None:
+    """What ``speechkit prepare`` prints after an import: each split's cuts and its cut manifest."""
     for split, split_cuts in cuts.items():
-        print(f"{split}: {len(split_cuts)} cuts -> {manifest_path(out_dir, 'cuts', split)}")
-    return 0
+        print(f"{split}: {len(split_cuts)} cuts -> {manifest_path(arguments['out_dir'], 'cuts', split)}")

@@ -22,7 +22,6 @@ Re-running the same command (same corpus, source and options) rewrites its corpu
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -381,19 +380,3 @@ def _sync_folder_entry(folder: Path) -> None:
         os.fsync(descriptor)
     finally:
         os.close(descriptor)
-
-
-def add_common_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options every importer takes: --overwrite, --skip-bad, --min-duration."""
-    parser.add_argument(
-        "--overwrite", action="store_true",
-        help="replace a different corpus already in out_dir (re-running the same command needs no flag)",
-    )
-    parser.add_argument(
-        "--skip-bad", action="store_true",
-        help="leave out recordings that fail the audio checks, listing each in out_dir/rejected.jsonl",
-    )
-    parser.add_argument(
-        "--min-duration", type=float, default=MIN_DURATION,
-        help=f"shortest accepted recording in seconds (default {MIN_DURATION})",
-    )

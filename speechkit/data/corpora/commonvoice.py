@@ -16,11 +16,10 @@ names (``common_voice_ps_12345``). Lhotse's own ``cv-*`` manifests go to a tempo
 
 from __future__ import annotations
 
-import argparse
 import csv
 import tempfile
 from pathlib import Path
-from typing import Sequence
+from typing import Literal, Sequence, get_args
 
 from lhotse import CutSet, RecordingSet, SupervisionSet
 
@@ -30,7 +29,8 @@ from speechkit.errors import SpeechkitError
 
 COLUMNS = ("path", "sentence", "client_id", "gender", "age", "accents", "variant")
 DEFAULT_SPLITS = ("train", "dev", "test")
-ALL_SPLITS = ("train", "dev", "test", "validated", "invalidated", "other")
+Split = Literal["train", "dev", "test", "validated", "invalidated", "other"]
+ALL_SPLITS: tuple[str, ...] = get_args(Split)
 
 
 def check_tsv(tsv: Path) -> int:
@@ -60,7 +60,7 @@ def prepare(
     source: str | Path,
     out_dir: str | Path,
     languages: Sequence[str] = (),
-    splits: Sequence[str] = DEFAULT_SPLITS,
+    splits: Sequence[Split] = DEFAULT_SPLITS,
     num_jobs: int = 1,
     *,
     overwrite: bool = False,
@@ -79,6 +79,10 @@ def prepare(
         skip_bad: leave out clips that fail the audio checks (listed in ``rejected.jsonl``); a clip whose header
             Lhotse cannot read still stops the import.
         min_duration: shortest accepted clip, in seconds.
+
+    Examples:
+        speechkit prepare commonvoice $CV out/cv_ps --languages ps
+        speechkit prepare commonvoice $CV out/cv_ur --languages ur --splits train dev
     """
     from lhotse.recipes import prepare_commonvoice
 
@@ -118,12 +122,3 @@ def _merge(manifests: dict, languages: list[str], split: str, expected: int) -> 
             f"commonvoice: {split}: {expected} TSV rows but {len(supervisions)} supervisions after Lhotse"
         )
     return RecordingSet.from_recordings(recordings), SupervisionSet.from_segments(supervisions)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``speechkit prepare commonvoice``."""
-    parser.add_argument("--languages", nargs="+", required=True, help="language folders, e.g. --languages ps ur")
-    parser.add_argument(
-        "--splits", nargs="+", default=list(DEFAULT_SPLITS), choices=ALL_SPLITS, help="splits (train dev test)"
-    )
-    parser.add_argument("--num-jobs", type=int, default=1, help="Lhotse's audio-scanning processes (1)")

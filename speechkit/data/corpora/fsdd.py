@@ -8,7 +8,6 @@ The extension is matched in any case (``.wav``, ``.WAV``); other files in the fo
 
 from __future__ import annotations
 
-import argparse
 import logging
 import re
 from pathlib import Path
@@ -73,6 +72,10 @@ def prepare(
         overwrite: replace a different corpus already in ``out_dir``.
         skip_bad: leave out recordings that fail the audio checks (listed in ``rejected.jsonl``).
         min_duration: shortest accepted recording, in seconds.
+
+    Examples:
+        speechkit prepare fsdd ../shared/data/fsdd out/fsdd
+        speechkit prepare fsdd ../shared/data/fsdd out/fsdd --skip_bad
     """
     target = open_target(
         out_dir, "fsdd", source_dir, overwrite=overwrite, skip_bad=skip_bad, min_duration=min_duration
@@ -106,7 +109,3 @@ def prepare(
         },
         unreadable,
     )
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """FSDD takes no options beyond those every importer takes (``base.add_common_arguments``)."""

@@ -13,7 +13,6 @@ warning; a file named ``.FLAC`` is named in the error, as Lhotse reads only ``.f
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Sequence
 
@@ -73,6 +72,9 @@ def prepare(
         skip_bad: leave out utterances that fail the audio checks (listed in ``rejected.jsonl``); a file whose
             header Lhotse cannot read still stops the import.
         min_duration: shortest accepted utterance, in seconds.
+
+    Examples:
+        speechkit prepare librispeech data/LibriSpeech out/librispeech --parts dev-clean test-clean
     """
     from lhotse.recipes import prepare_librispeech
 
@@ -107,11 +109,3 @@ def prepare(
 def _with_language_code(manifest: dict) -> tuple[RecordingSet, SupervisionSet]:
     supervisions = SupervisionSet.from_segments(fastcopy(s, language="en") for s in manifest["supervisions"])
     return manifest["recordings"], supervisions
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``speechkit prepare librispeech``."""
-    parser.add_argument(
-        "--parts", nargs="+", default=None, help="parts, e.g. dev-clean test-clean (default: all found)"
-    )
-    parser.add_argument("--num-jobs", type=int, default=1, help="Lhotse's audio-scanning threads (1)")

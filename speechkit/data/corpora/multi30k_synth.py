@@ -12,7 +12,6 @@ across languages). Splits: ``train`` <- train, ``dev`` <- val, ``test`` <- test_
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import random
 from pathlib import Path
@@ -21,7 +20,7 @@ from lhotse import CutSet
 
 from speechkit.data.corpora.base import open_target, require_dir
 from speechkit.data.corpora.checks import MIN_DURATION
-from speechkit.data.corpora.synthetic import MAX_CHARS, Utterance, add_synthesis_arguments, synthesize_splits
+from speechkit.data.corpora.synthetic import MAX_CHARS, SampleRate, Utterance, synthesize_splits
 from speechkit.errors import SpeechkitError
 
 PARTS = {"train": "train", "dev": "val", "test": "test_2016_flickr"}
@@ -66,7 +65,7 @@ def prepare(
     max_test: int = 200,
     seed: int = 0,
     speakers: int = 4,
-    sample_rate: int = 16000,
+    sample_rate: SampleRate = 16000,
     max_chars: int = MAX_CHARS,
     *,
     overwrite: bool = False,
@@ -88,6 +87,9 @@ def prepare(
         overwrite: replace a different corpus already in ``out_dir``.
         skip_bad: leave out synthesized clips that fail the audio checks (listed in ``rejected.jsonl``).
         min_duration: shortest accepted clip, in seconds.
+
+    Examples:
+        speechkit prepare multi30k_synth data/multi30k out/multi30k --max_train 1000
     """
     options = dict(max_train=max_train, max_dev=max_dev, max_test=max_test, seed=seed, speakers=speakers,
                    sample_rate=sample_rate, max_chars=max_chars)
@@ -106,11 +108,3 @@ def prepare(
     return synthesize_splits(
         utterances, target, voice="en", speakers=speakers, seed=seed, sample_rate=sample_rate, max_chars=max_chars
     )
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``speechkit prepare multi30k_synth``."""
-    parser.add_argument("--max-train", type=int, default=1000, help="train utterances, 0 = all 29,000 (1000)")
-    parser.add_argument("--max-dev", type=int, default=200, help="dev (val) utterances, 0 = all 1,014 (200)")
-    parser.add_argument("--max-test", type=int, default=200, help="test_2016_flickr utterances, 0 = all 1,000 (200)")
-    add_synthesis_arguments(parser)

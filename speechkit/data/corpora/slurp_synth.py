@@ -14,7 +14,6 @@ Synthesis and audio caching are those of the ``synthetic`` corpus (``speechkit.d
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
 from pathlib import Path
@@ -25,8 +24,8 @@ from speechkit.data.corpora.base import open_target, require_dir
 from speechkit.data.corpora.checks import MIN_DURATION
 from speechkit.data.corpora.synthetic import (
     MAX_CHARS,
+    SampleRate,
     Utterance,
-    add_synthesis_arguments,
     assign_splits,
     synthesize_splits,
 )
@@ -66,7 +65,7 @@ def prepare(
     dev_fraction: float = 0.1,
     seed: int = 0,
     speakers: int = 4,
-    sample_rate: int = 16000,
+    sample_rate: SampleRate = 16000,
     max_chars: int = MAX_CHARS,
     *,
     overwrite: bool = False,
@@ -87,6 +86,9 @@ def prepare(
         overwrite: replace a different corpus already in ``out_dir``.
         skip_bad: leave out synthesized clips that fail the audio checks (listed in ``rejected.jsonl``).
         min_duration: shortest accepted clip, in seconds.
+
+    Examples:
+        speechkit prepare slurp_synth data/slurp out/slurp --max_utterances 1000
     """
     options = dict(max_utterances=max_utterances, dev_fraction=dev_fraction, seed=seed, speakers=speakers,
                    sample_rate=sample_rate, max_chars=max_chars)
@@ -115,12 +117,3 @@ def prepare(
 def _utterance(record: dict, split: str) -> Utterance:
     custom = {key: record[key] for key in CUSTOM_KEYS if key in record}
     return Utterance(f"slurp-{record['slurp_id']}", record["sentence"], split, custom)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``speechkit prepare slurp_synth``."""
-    parser.add_argument(
-        "--max-utterances", type=int, default=1000, help="total utterances over all splits, 0 = all 5,007 (1000)"
-    )
-    parser.add_argument("--dev-fraction", type=float, default=0.1, help="share of devel sentences in dev (0.1)")
-    add_synthesis_arguments(parser)

@@ -22,18 +22,17 @@
   paths, so two output folders differ only in that prefix). The audio cache lies outside the atomic write of the
   manifests (``base.write_corpus``): a run that fails after synthesizing keeps its files for the next run.
 
-The helpers here (``Utterance``, ``assign_splits``, ``synthesize_splits``, ``add_synthesis_arguments``) are shared by
+The helpers here (``Utterance``, ``assign_splits``, ``synthesize_splits``) are shared by
 the other synthesized corpora (``slurp_synth``, ``multi30k_synth``).
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Literal, Sequence, get_args
 
 from lhotse import CutSet, Recording, RecordingSet, SupervisionSegment, SupervisionSet
 
@@ -45,7 +44,8 @@ from speechkit.errors import SpeechkitError
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "dev", "test")
-SAMPLE_RATES = (16000, 22050)
+SampleRate = Literal[16000, 22050]
+SAMPLE_RATES: tuple[int, ...] = get_args(SampleRate)
 MAX_NUMBER = 999_999
 # eSpeak speaks English at about 15 characters a second at the slowest drawn rate (140 wpm; measured on SLURP and
 # Multi30k sentences), so 400 characters stay under Whisper's 30 s window. Longest lines: SLURP 365, Multi30k 205.
@@ -258,7 +258,7 @@ def prepare(
     speakers: int = 4,
     dev_fraction: float = 0.1,
     test_fraction: float = 0.1,
-    sample_rate: int = 16000,
+    sample_rate: SampleRate = 16000,
     max_chars: int = MAX_CHARS,
     *,
     overwrite: bool = False,
@@ -281,6 +281,10 @@ def prepare(
         overwrite: replace a different corpus already in ``out_dir``.
         skip_bad: leave out synthesized clips that fail the audio checks (listed in ``rejected.jsonl``).
         min_duration: shortest accepted clip, in seconds.
+
+    Examples:
+        speechkit prepare synthetic recipes/new_language/ky_numbers.txt out/ky --voice ky --num_utterances 200
+        speechkit prepare synthetic numbers out/en_numbers --num_utterances 100 --speakers 2
     """
     if num_utterances is not None and num_utterances < 1:
         raise SpeechkitError(f"num_utterances must be >= 1, got {num_utterances}")
@@ -296,27 +300,3 @@ def prepare(
     return synthesize_splits(
         utterances, target, voice=voice, speakers=speakers, seed=seed, sample_rate=sample_rate, max_chars=max_chars
     )
-
-
-def add_synthesis_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options every synthesized corpus shares: --seed, --speakers, --sample-rate, --max-chars."""
-    parser.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
-    parser.add_argument("--speakers", type=int, default=4, help="number of distinct synthetic speakers (default 4)")
-    parser.add_argument(
-        "--sample-rate", type=int, default=16000, choices=SAMPLE_RATES, help="FLAC sample rate (default 16000)"
-    )
-    parser.add_argument(
-        "--max-chars", type=int, default=MAX_CHARS,
-        help=f"longest accepted text in characters (default {MAX_CHARS}, under 30 s of speech)",
-    )
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``speechkit prepare synthetic``."""
-    parser.add_argument("--voice", default="en", help="eSpeak NG voice name, e.g. en, de, ur (default en)")
-    parser.add_argument(
-        "--num-utterances", type=int, default=None, help="lines to use / numbers to draw (default: all / 1000)"
-    )
-    parser.add_argument("--dev-fraction", type=float, default=0.1, help="share of distinct texts in dev (0.1)")
-    parser.add_argument("--test-fraction", type=float, default=0.1, help="share of distinct texts in test (0.1)")
-    add_synthesis_arguments(parser)
