@@ -16,9 +16,9 @@ training audio three ways, each for one pass over the same pool of training cuts
   AdamW step. Differences from the recipe: features are computed inside the step (the recipe precomputes them with
   ``datasets.map``, so the baseline here also pays for feature extraction: a few per cent of its step); a
   constant learning rate (no warm-up) for all three ways.
-- ``speechkit``: ``SpeechDataModule`` with 2-D bins from :func:`estimate_bucket_bins` (Whisper token counts of
-  ``WhisperTokenCounter``, stored in the manifest as ``custom["num_tokens"]``), per-bucket batch sizes and
-  ``WhisperFinetune(pad_to_30s=False)`` (variable-length encoder input). Batch sizes: ``--batch-sizes
+- ``speechkit``: ``SpeechDataModule`` with 2-D bins from :func:`estimate_bucket_bins` (token counts of the task's
+  own ``tokenize``, ``TaskTokenCounter``, stored in the manifest as ``custom["num_tokens"]``), per-bucket batch
+  sizes and ``WhisperFinetune(pad_to_30s=False)`` (variable-length encoder input). Batch sizes: ``--batch-sizes
   max-duration`` (default): ``floor(max_duration / bucket duration)`` (:func:`build_constraint`), i.e. at most
   ``--max-duration`` seconds of padded audio per batch; ``--batch-sizes search``: :func:`find_batch_sizes`
   (OOMptimizer, real training steps) under a CPU byte budget ``--memory-budget-gb`` (slow on CPU: a search step
@@ -506,15 +506,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from speechkit.data.sampling import WhisperTokenCounter, estimate_bucket_bins
-    from speechkit.models.pretrained import load_whisper
+    from speechkit.data.sampling import TaskTokenCounter, estimate_bucket_bins
+    from speechkit.tasks.whisper_finetune import WhisperFinetune
 
     args = parse_args(argv)
     work = Path(args.work_dir or REPO / "exp" / "benchmarks" / args.corpus)
     work.mkdir(parents=True, exist_ok=True)
     train, dev = prepare_corpus(args.corpus, Path(args.data_dir), work, args.audio_seconds, args.dev_utterances,
                                 args.seed)
-    counter = WhisperTokenCounter(load_whisper(args.model).model.name_or_path)
+    counter = TaskTokenCounter(WhisperFinetune(args.model, pad_to_30s=False).tokenize)  # the tokens training sees
     pool, dev_subset = pool_and_dev(train, dev, args.audio_seconds, args.dev_utterances, args.seed, counter)
     pool.to_file(work / "pool.jsonl.gz")
     dev_subset.to_file(work / "dev_subset.jsonl.gz")

@@ -127,21 +127,36 @@ def _documented(function: Callable) -> Callable:
     return schema_of(function)
 
 
-def examples_of(function: Callable) -> list[str]:
-    """The command lines of the docstring's ``Examples:`` section."""
+def _example_lines(function: Callable) -> list[str]:
+    """The lines of the docstring's ``Examples:`` section, as written (a long one continues after ``\\``)."""
     lines: list[str] = []
     for example in _docstring(_documented(function)).examples:
-        lines += [line.strip() for line in (example.description or "").splitlines() if line.strip()]
+        lines += [line.rstrip() for line in (example.description or "").splitlines() if line.strip()]
     return lines
 
 
+def examples_of(function: Callable) -> list[str]:
+    """The command lines of the docstring's ``Examples:`` section (continued lines joined)."""
+    commands: list[str] = []
+    continued = False
+    for line in _example_lines(function):
+        text = line.strip().removesuffix("\\").strip()
+        if continued:
+            commands[-1] += f" {text}"
+        else:
+            commands.append(text)
+        continued = line.endswith("\\")
+    return commands
+
+
 def description_of(function: Callable) -> str:
-    """The docstring's summary and body (``Args:`` and ``Examples:`` left out), then its examples."""
+    """The docstring's summary and body (``Args:`` and ``Examples:`` left out), then its examples as written."""
     doc = _docstring(_documented(function))
     parts = [part for part in (doc.short_description, doc.long_description) if part]
-    examples = examples_of(function)
-    if examples:
-        parts.append("examples:\n" + "\n".join(f"  {line}" for line in examples))
+    lines = _example_lines(function)
+    if lines:
+        first_indent = len(lines[0]) - len(lines[0].lstrip())
+        parts.append("examples:\n" + "\n".join(f"  {line[first_indent:]}" for line in lines))
     return "\n\n".join(parts)
 
 

@@ -395,7 +395,8 @@ def fit_scaling_law(
         plot: write a PNG of data vs law.
 
     Examples:
-        speechkit fit-scaling-law --fit exp/fsdd_wsd/metrics.csv exp/fsdd_cosine/metrics.csv --predict exp/fsdd_wsd_s/metrics.csv --plot fit.png
+        speechkit fit-scaling-law --fit exp/fsdd_wsd/metrics.csv exp/fsdd_cosine/metrics.csv \\
+            --predict exp/fsdd_wsd_s/metrics.csv --plot fit.png
         python tools/fit_scaling_law.py --fit a/metrics.csv --smooth 20 --fit-decay
     """
 

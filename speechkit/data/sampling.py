@@ -358,7 +358,9 @@ def estimate_bucket_bins(
                         too_long, num_cuts)
 
 
-def max_tokens_per_bucket(cuts: Iterable[Cut], duration_bins: Sequence[float], token_counter: TokenCounter) -> list[int]:
+def max_tokens_per_bucket(
+    cuts: Iterable[Cut], duration_bins: Sequence[float], token_counter: TokenCounter
+) -> list[int]:
     """The most tokens of a cut in each 1-D duration bucket (cuts longer than the last bin left out), made
     non-decreasing so that an empty bucket gets its shorter neighbour's count (at least 1): the target length the
     batch-size search gives a 1-D bucket, counted as training counts (:class:`TaskTokenCounter`)."""

@@ -1,7 +1,8 @@
 """``speechkit bins`` and ``speechkit batch-sizes``: print bucketing config lines to paste.
 
 The methods live in :mod:`speechkit.data.sampling` and :mod:`speechkit.data.batch_size_search`; these commands
-build a task and read a run's configuration, so they sit with the drivers. Both take a training run's configuration as ``speechkit fit`` does (``-c CONFIG`` and overrides, resolved by
+build a task and read a run's configuration, so they sit with the drivers. Both take a training run's
+configuration as ``speechkit fit`` does (``-c CONFIG`` and overrides, resolved by
 :mod:`speechkit.config`), so the cuts, the task and its token count are the ones training will use: 2-D bins count
 tokens with the task's own ``tokenize`` (:class:`speechkit.data.sampling.TaskTokenCounter`), as
 ``SpeechDataModule`` does when it assigns a cut to a bucket.
@@ -50,7 +51,7 @@ def make_token_counter(kind: Optional[str], path: Optional[str] = None,
         raise SpeechkitError(f"--tokenizer_path {path}: no such file or folder")
     if kind == "whisper":
         warnings.warn("--tokenizer whisper counts the bare tokenizer's tokens, which can differ from what the task "
-                      "trains on; use -c CONFIG (the task's own tokenize)", DeprecationWarning, stacklevel=2)
+                      "trains on; use -c CONFIG (the task's own tokenize)", FutureWarning, stacklevel=2)
         return WhisperTokenCounter(path, language=language)
     return SentencePieceTokenCounter(path)
 
@@ -217,7 +218,8 @@ def batch_sizes(
 
     Examples:
         speechkit batch-sizes -c conf/whisper/lora.yaml --memory_budget_gb 70 --device cuda
-        speechkit batch-sizes --model_class pkg.tasks:Task --init_args '{"width": 64}' --bins '[[2.0, 10], [4.0, 20]]' --memory_budget_gb 8 --device cpu
+        speechkit batch-sizes --model_class pkg.tasks:Task --init_args '{"width": 64}' \\
+            --bins '[[2.0, 10], [4.0, 20]]' --memory_budget_gb 8 --device cpu
     """
     import torch
 

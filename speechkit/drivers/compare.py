@@ -215,8 +215,11 @@ def compare_command(
         lr: ``STRATEGY=LR`` peak learning rates (repeatable; the config's lr where absent).
 
     Examples:
-        speechkit compare-strategies -c conf/whisper/new_language.yaml --train T --dev D --language ky --max_steps 60 --out_dir exp/compare --strategies full lora
-        python tools/compare_strategies.py --config conf/whisper/new_language.yaml --train T --dev D --language ky --new-language-init-from kk --related-train RT --related-dev RD --related-language kk --max-steps 60 --lr lora=1e-3 --out-dir OUT
+        speechkit compare-strategies -c conf/whisper/new_language.yaml --train T --dev D --language ky \\
+            --max_steps 60 --out_dir exp/compare --strategies full lora
+        python tools/compare_strategies.py --config conf/whisper/new_language.yaml --train T --dev D --language ky \\
+            --new-language-init-from kk --related-train RT --related-dev RD --related-language kk --max-steps 60 \\
+            --lr lora=1e-3 --out-dir OUT
     """
     base, extra = _base_and_overrides(config)
     related_args = (related_train, related_dev, related_language)

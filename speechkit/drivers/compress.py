@@ -95,8 +95,10 @@ class CompressConfig:
         extra: filled by the method (``qbert``: bits and Omega per block), saved in the report.
 
     Examples:
-        speechkit compress --model ct2:tiny.en --method magnitude --sparsity 0.5 --eval_cuts out/fsdd/cuts_test.jsonl.gz --out exp/compress/magnitude50
-        python tools/compress.py --model exp/fsdd/last.ckpt --method gptq --bits 4 --group-size 128 --eval-cuts cuts_test.jsonl.gz --calib-cuts cuts_train.jsonl.gz --one-pass --out exp/compress/gptq4
+        speechkit compress --model ct2:tiny.en --method magnitude --sparsity 0.5 \\
+            --eval_cuts out/fsdd/cuts_test.jsonl.gz --out exp/compress/magnitude50
+        python tools/compress.py --model exp/fsdd/last.ckpt --method gptq --bits 4 --group-size 128 \\
+            --eval-cuts cuts_test.jsonl.gz --calib-cuts cuts_train.jsonl.gz --one-pass --out exp/compress/gptq4
     """
 
     model: str

@@ -82,7 +82,7 @@ def export_command(*, checkpoint: str, out_dir: str, merge_lora: bool = False) -
         merge_lora: merge LoRA adapters into the weights (default for a LoRA run: save the adapter only).
 
     Examples:
-        speechkit export --checkpoint exp/new_language/checkpoints/last.ckpt --out exp/new_language/hf
+        speechkit export --checkpoint exp/new_language/last.ckpt --out exp/new_language/hf
         speechkit export --checkpoint exp/lora/last.ckpt --out exp/lora/hf --merge_lora true
     """
     out = export_checkpoint(checkpoint, out_dir, merge_lora)

@@ -286,7 +286,9 @@ def _write_summary(root: Path, results: list[StageResult]) -> None:
 
 
 @command(fit_config=True)
-def multistage(stages: str, *, config: FitArgs = FitArgs(), out_dir: Optional[str] = None, dry_run: bool = False) -> int:
+def multistage(
+    stages: str, *, config: FitArgs = FitArgs(), out_dir: Optional[str] = None, dry_run: bool = False
+) -> int:
     """Run multistage Whisper transfer: a chain of ``speechkit fit`` runs, each gated on the previous stage's dev WER.
 
     Stage k+1 starts from stage k's best checkpoint only when its dev WER passes stage k's ``max_dev_wer``;

@@ -32,9 +32,8 @@ def run(tmp_path_factory) -> dict:
     """A WhisperFinetune run on tone cuts whose ``de`` field holds the targets (``text_field: de``)."""
     root = tmp_path_factory.mktemp("bucketing")
     cuts = tone_corpus(root / "data", "train", num_cuts=20, seed=3, max_duration=2.0)
-    cuts = CutSet.from_cuts(
-        cut.map_supervisions(lambda s, i=i: s.with_custom("de", TARGETS[i % len(TARGETS)])) for i, cut in enumerate(cuts)
-    )
+    cuts = CutSet.from_cuts(cut.map_supervisions(lambda s, i=i: s.with_custom("de", TARGETS[i % len(TARGETS)]))
+                            for i, cut in enumerate(cuts))
     manifest = root / "cuts_de.jsonl.gz"
     cuts.to_file(manifest)
     config = {
