@@ -130,12 +130,12 @@ def probe_duration(path: Path) -> float:
     try:
         info = soundfile.info(str(path))
         duration = info.frames / info.samplerate
-    except Exception as soundfile_error:  # noqa: BLE001 - libsndfile raises several types for non-audio
+    except Exception as soundfile_error:  # libsndfile raises several types for what is not audio
         try:
             from lhotse.audio.backend import info as lhotse_info
 
             duration = float(lhotse_info(str(path)).duration)
-        except Exception:  # noqa: BLE001 - every backend failed: soundfile's reason is the clearest
+        except Exception:  # every backend failed: soundfile's reason is the clearest
             raise SpeechkitError(f"{path}: not an audio file ({_first_line(soundfile_error)})") from None
     if not duration > 0:
         raise SpeechkitError(f"{path}: empty audio (0 samples)")
@@ -156,7 +156,7 @@ def _cut_items(manifest: Path) -> list[AudioItem]:
         return [_cut_item(cut, manifest) for cut in loaded]
     except SpeechkitError:
         raise
-    except Exception as error:  # noqa: BLE001 - gzip, JSON and Lhotse errors: one line naming the manifest
+    except Exception as error:  # gzip, JSON and Lhotse errors: one line naming the manifest
         raise SpeechkitError(f"{manifest}: not a readable Lhotse manifest ({_first_line(error)})") from None
 
 
@@ -245,7 +245,7 @@ def _read_file(path: str, sampling_rate: int) -> np.ndarray:
     try:
         audio, rate = soundfile.read(path, dtype="float32", always_2d=True)
         audio = audio.T  # (C, T)
-    except Exception:  # noqa: BLE001 - not a format libsndfile reads: Lhotse's backends (ffmpeg ...) try
+    except Exception:  # not a format libsndfile reads: Lhotse's backends (ffmpeg ...) try
         from lhotse import Recording
 
         return _mono(Recording.from_file(path).resample(sampling_rate).load_audio())
@@ -268,7 +268,7 @@ def load_waveform(item: AudioItem, sampling_rate: int = SAMPLING_RATE) -> np.nda
             audio = _mono(item.cut.resample(sampling_rate).load_audio())
         else:
             audio = _read_file(item.path, sampling_rate)
-    except Exception as error:  # noqa: BLE001 - decoders raise many types; the reason is kept, one line
+    except Exception as error:  # decoders raise many types; the reason is kept, on one line
         raise SpeechkitError(f"{item.path}: cannot decode the audio ({_first_line(error)})") from None
     if audio.size == 0:
         raise SpeechkitError(f"{item.path}: empty audio (0 samples)")

@@ -33,10 +33,21 @@ from speechkit.inference.decode import (
     short_features,
     unguarded,
 )
-from speechkit.inference.inputs import AudioItem, Failure, Inputs, collect_inputs, load_waveform
+from speechkit.inference.inputs import (
+    AudioItem,
+    Failure,
+    Inputs,
+    collect_inputs,
+    load_waveform,
+)
 from speechkit.inference.models import InferenceModel, load_model
 from speechkit.inference.transcript import Decoded, Segment, Transcript
-from speechkit.inference.writers import OutputFormat, to_jsonl, write_text_atomic, write_transcripts
+from speechkit.inference.writers import (
+    OutputFormat,
+    write_text_atomic,
+    write_transcripts,
+)
+from speechkit.models.whisper_language import is_multilingual
 
 EXAMPLE = """examples:
   speechkit transcribe ct2:tiny.en clips/ --out clips.jsonl
@@ -148,21 +159,24 @@ def _decode_options(
     if input_length == "auto":
         input_length = "variable" if model.variable_length else "30s"
     options = DecodeOptions(input_length=input_length, **fields)  # type: ignore[arg-type]
-    if options.num_beams < 1 or options.max_new_tokens < 1 or not options.temperatures:
-        raise SpeechkitError("--num_beams and --max_new_tokens must be at least 1, --temperatures not empty")
-    if any(t < 0 for t in options.temperatures):
-        raise SpeechkitError(f"--temperatures {list(options.temperatures)}: temperatures are 0 or more")
+    for key in ("num_beams", "max_new_tokens"):
+        if getattr(options, key) < 1:
+            raise SpeechkitError(f"--{key} {getattr(options, key)}: must be at least 1")
+    if not options.temperatures or any(t < 0 for t in options.temperatures):
+        raise SpeechkitError(f"--temperatures {list(options.temperatures)}: expected one or more, each 0 or more")
+    if options.task == "translate" and not is_multilingual(model.bundle.tokenizer):
+        raise SpeechkitError(f"--task translate: {model.name} is an English-only Whisper; it only transcribes")
     return options if guards else unguarded(options)
 
 
 def _resolve_language(model: InferenceModel, language: Optional[str]) -> tuple[Optional[str], str]:
     """The language to decode in (``None``: detect) and where it comes from, for the summary."""
-    if language == "auto":
-        return check_language(model.bundle, None, model.name), "detected"
     if language is None and model.default_language is not None:
         return check_language(model.bundle, model.default_language, model.name), "the model's"
-    code = check_language(model.bundle, language, model.name)
-    return code, ("given" if language else "detected" if code is None else "English-only model")
+    code = check_language(model.bundle, None if language == "auto" else language, model.name)
+    if code is None:
+        return None, "detected"
+    return code, ("given" if language not in (None, "auto") else "English-only model")
 
 
 def transcribe(
@@ -220,7 +234,7 @@ def transcribe(
     Returns:
         The run's summary (counts, speed, files written).
     """
-    log = lambda message: print(message, file=sys.stderr)  # noqa: E731
+    log = _stderr
     if batch_size < 1:
         raise SpeechkitError(f"--batch_size {batch_size}: must be at least 1")
     loaded = load_model(model)
@@ -261,6 +275,10 @@ def _transcribe_found(loaded: InferenceModel, found: Inputs, options: DecodeOpti
     log(f"wrote {', '.join(map(str, summary.written))}" if summary.written else "nothing written: no input could be "
         "transcribed")
     return summary
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr)
 
 
 def _json_lines(rows: list[dict]) -> str:

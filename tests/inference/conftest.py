@@ -12,7 +12,8 @@ import pytest
 
 from speechkit.testing import shared_data_dir
 
-DIGIT_WORDS = {word: str(i) for i, word in enumerate("zero one two three four five six seven eight nine".split())}
+DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+DIGIT_WORDS = {word: str(i) for i, word in enumerate(DIGITS)}
 DIGIT_WORDS["oh"] = "0"
 
 

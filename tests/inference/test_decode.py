@@ -74,9 +74,9 @@ def test_fallback_silence_and_the_try_kept():
 
 
 def test_longest_repeat_counts_back_to_back_ngrams():
-    assert longest_repeat("1 8 6 8 6 8 6 2".split()) == 3
-    assert longest_repeat("9 9 9 9 1".split()) == 4
-    assert longest_repeat("1 2 3".split()) == 1
+    assert longest_repeat(["1", "8", "6", "8", "6", "8", "6", "2"]) == 3
+    assert longest_repeat(["9", "9", "9", "9", "1"]) == 4
+    assert longest_repeat(["1", "2", "3"]) == 1
 
 
 # ------------------------------------------------------------------ languages

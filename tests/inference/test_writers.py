@@ -10,7 +10,12 @@ import pytest
 from speechkit.errors import SpeechkitError
 from speechkit.inference import writers
 from speechkit.inference.transcript import Segment, Transcript
-from speechkit.inference.writers import format_timestamp, to_srt, to_vtt, write_transcripts
+from speechkit.inference.writers import (
+    format_timestamp,
+    to_srt,
+    to_vtt,
+    write_transcripts,
+)
 
 
 def transcript(id_: str = "talk", text: str = "hello there. general kenobi") -> Transcript:
@@ -82,7 +87,8 @@ def test_a_write_replaces_the_file_in_one_step(tmp_path, monkeypatch):
     real_replace = os.replace
 
     def replace(source, target):
-        seen.append((os.path.dirname(source), os.path.basename(source), open(source).read()))
+        with open(source) as file:
+            seen.append((os.path.dirname(source), os.path.basename(source), file.read()))
         real_replace(source, target)
 
     monkeypatch.setattr(writers.os, "replace", replace)
