@@ -10,7 +10,8 @@ A command function returns ``None`` or an exit status and raises ``SpeechkitErro
 line by ``speechkit.cli``). A function whose only parameter is a dataclass takes that dataclass's fields as its
 options (``speechkit compress`` and ``CompressConfig``). :func:`command` adds what a signature cannot say:
 
-* ``positional``: parameters with a default that are still given without a flag (``speechkit bins [CUTS]``);
+* ``positional``: parameters given without a flag, in order: one with a default is optional (``speechkit bins
+  [CUTS]``), a list takes one or more values (``INPUT...``);
 * ``fit_config``: the command takes a training run's configuration as ``speechkit fit`` does (``-c FILE``,
   ``--trainer.*``, ``--model.*``, ``--data.*``) in its parameter ``config`` (:class:`speechkit.config.FitArgs`);
 * ``aliases``: the spellings of the former argparse options that are not derived below (``--out`` for
@@ -186,8 +187,13 @@ def build_parser(function: Callable, prog: str) -> Any:
     for name in spec.positional:
         default = inspect.signature(schema).parameters[name].default
         optional = default is not inspect.Parameter.empty
-        parser.add_argument(name, nargs="?" if optional else None, type=hints.get(name, str),
-                            default=default if optional else None, help=helps.get(name))
+        kind, element = _kind(hints.get(name, str))
+        extra = {"default": list(default) if kind == "list" else default} if optional else {}
+        if kind == "list":  # INPUT...: one or more values (none either, with a default)
+            nargs, value_type, extra["metavar"] = ("*" if optional else "+"), element, name.upper()
+        else:
+            nargs, value_type = ("?" if optional else None), hints.get(name, str)
+        parser.add_argument(name, nargs=nargs, type=value_type, help=helps.get(name), **extra)
     if spec.fit_config:
         group = parser.add_argument_group("training-run configuration, as `speechkit fit` takes it")
         group.add_argument("-c", "--config", metavar="CONFIG.yaml", help=(

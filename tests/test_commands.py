@@ -224,3 +224,24 @@ def test_lightning_cli_does_not_warn_about_its_argv(monkeypatch, capsys):
         run_lightning_cli(["fit", "-c", config, "--print_config"])
     assert stop.value.code in (0, None)
     assert not [w for w in caught if "args parameter is intended" in str(w.message)]
+
+
+def test_positionals_optional_and_lists():
+    """``positional``: a parameter with a default may be left out; a list takes one or more values."""
+    from speechkit.commands import command
+
+    @command(positional=("inputs", "extra"))
+    def transcribe_like(model: str, inputs: list[str], extra: str = "x", *, out: str) -> None:
+        """Transcribe.
+
+        Args:
+            model: the model.
+            inputs: files.
+            extra: optional.
+            out: output.
+        """
+
+    assert parse(transcribe_like, "speechkit t", ["m", "a.wav", "b.wav", "--out", "o"]) == {
+        "model": "m", "out": "o", "inputs": ["a.wav", "b.wav"], "extra": "x"}
+    with pytest.raises(Exception, match="inputs"):
+        parse(transcribe_like, "speechkit t", ["m", "--out", "o"])
