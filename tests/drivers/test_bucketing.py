@@ -167,3 +167,15 @@ def test_batch_sizes_gives_1d_buckets_the_most_task_tokens_of_their_cuts(run, se
     short = max(len(c.supervisions[0].custom["de"]) + 2 for c in run["cuts"] if c.duration <= 1.0)
     every = max(len(c.supervisions[0].custom["de"]) + 2 for c in run["cuts"])
     assert searched == [(1.0, short), (2.0, every)]
+
+
+def test_batch_sizes_refuses_bins_where_training_would_not_read_them(tmp_path, capsys):
+    """The former reader took the first ``bucket_duration_bins`` anywhere under ``data``; a key that `speechkit fit`
+    rejects (here directly under init_args instead of init_args.config) is now the same one-line error."""
+    (tmp_path / "wrong.yaml").write_text(yaml.safe_dump({
+        "model": {"class_path": "lightning.pytorch.demos.boring_classes.BoringModel"},
+        "data": {"class_path": "speechkit.data.SpeechDataModule",
+                 "init_args": {"bucket_duration_bins": [[2.0, 10]]}}}))
+    assert main(["batch-sizes", "-c", str(tmp_path / "wrong.yaml"), "--device", "cpu", "--memory-budget-gb", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Option 'bucket_duration_bins' is not accepted" in err
