@@ -31,6 +31,7 @@ import contextlib
 import errno
 import importlib
 import inspect
+import logging
 import os
 import pathlib
 import pickle
@@ -45,8 +46,11 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.fabric.utilities.data import AttributeDict
 from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
 from speechkit.errors import SpeechkitError
+
+log = logging.getLogger(__name__)
 
 PathLike = Union[str, os.PathLike]
 
@@ -440,13 +444,10 @@ class SignalCheckpoint(Callback):
             trainer.save_checkpoint(path, False)  # False: the whole state (optimizers, loops), not only the weights
         except Exception as error:  # noqa: BLE001 - the interruption must still end the run
             if trainer.is_global_zero:
-                print(f"interrupted at step {trainer.global_step}: could not save {path}: {error}", file=sys.stderr,
-                      flush=True)
+                log.warning("interrupted at step %d: could not save %s: %s", trainer.global_step, path, error)
             return
         self.saved = path
-        if trainer.is_global_zero:
-            print(f"interrupted at step {trainer.global_step}: saved {path}; resume with --ckpt_path {path}",
-                  file=sys.stderr, flush=True)
+        rank_zero_info(f"interrupted at step {trainer.global_step}: saved {path}; resume with --ckpt_path {path}")
 
     @staticmethod
     def last_path(trainer: Trainer) -> Path:

@@ -16,13 +16,13 @@ On top of Lightning's ``LightningCLI`` (see :func:`run`):
 from __future__ import annotations
 
 import contextlib
+import logging
 import signal
 import sys
 import threading
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
 
-from jsonargparse import Namespace
 from lightning.pytorch import LightningDataModule, LightningModule
 from lightning.pytorch.cli import LightningCLI
 
@@ -52,11 +52,8 @@ class SpeechkitCLI(LightningCLI):
     ``--ckpt_path`` hyper-parameters (see the module docstring)."""
 
     def parse_arguments(self, parser: Any, args: Any) -> None:
-        """Lightning's parsing without its warning that ``args`` and ``sys.argv`` are both set: speechkit always
-        passes the command line as ``args`` (``sys.argv`` holds the sub-command name, or another command's argv when
-        ``multistage`` or ``bins`` resolve a config)."""
         self._speechkit_args = args
-        self.config = parser.parse_object(args) if isinstance(args, (dict, Namespace)) else parser.parse_args(args)
+        super().parse_arguments(parser, args)
 
     def _given_model_args(self, subcommand: str) -> dict[str, Any]:
         """The model init arguments the user gave (config files and command line), without defaults."""
@@ -145,18 +142,19 @@ def signal_exit_codes() -> Iterator[list[int]]:
             signal.signal(number, handler if handler is not None else signal.SIG_DFL)
 
 
-def cli_kwargs(parser_kwargs: Optional[dict[str, Any]] = None) -> dict[str, Any]:
-    """The ``LightningCLI`` arguments of every speechkit command line: any task and data module (``class_path``),
-    a ``SignalCheckpoint``; :func:`run` and the config resolver (``speechkit.config``) build the same parser."""
-    return dict(
-        model_class=LightningModule,
-        datamodule_class=LightningDataModule,
-        subclass_mode_model=True,
-        subclass_mode_data=True,
-        save_config_kwargs={"overwrite": True},
-        trainer_defaults={"callbacks": [SignalCheckpoint()]},
-        parser_kwargs=parser_kwargs or {},
-    )
+def show_speechkit_logs() -> None:
+    """speechkit's INFO lines (data checks, an added language token ...) on stderr, as Lightning shows its own.
+
+    The ``speechkit`` logger is set to INFO; when the root logger has no handler (a plain command line), it gets
+    one plain stderr handler, once. A root handler configured by the user (or by pytest) receives the records instead.
+    """
+    logger = logging.getLogger("speechkit")
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logging.INFO)
+    if not logger.handlers and not logging.getLogger().hasHandlers():
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
 
 
 def run(argv: Sequence[str], parser_kwargs: Optional[dict[str, Any]] = None) -> None:
@@ -166,9 +164,19 @@ def run(argv: Sequence[str], parser_kwargs: Optional[dict[str, Any]] = None) -> 
         SystemExit: 128 + the signal (143 for SIGTERM, 130 for SIGINT) when a signal stopped the command (a
             resumable ``last.ckpt`` was saved if it was fitting).
     """
+    show_speechkit_logs()
     with signal_exit_codes() as received:
         try:
-            SpeechkitCLI(**cli_kwargs(parser_kwargs), args=list(argv))
+            SpeechkitCLI(
+                LightningModule,
+                LightningDataModule,
+                subclass_mode_model=True,
+                subclass_mode_data=True,
+                save_config_kwargs={"overwrite": True},
+                trainer_defaults={"callbacks": [SignalCheckpoint()]},
+                parser_kwargs=parser_kwargs or {},
+                args=list(argv),
+            )
         except (SystemExit, KeyboardInterrupt) as error:  # Lightning's SIGTERMException is a SystemExit
             if received:
                 raise SystemExit(128 + received[0]) from None

@@ -244,7 +244,7 @@ class WhisperSeq2Seq:
         feats, lens = self.features(batch)
         config = copy.deepcopy(self.generation_config)
         config.update(num_beams=self.num_beams, max_new_tokens=self.max_new_tokens, max_length=None)
-        kwargs: dict[str, Any] = dict(generation_config=config)
+        kwargs: dict[str, Any] = {"generation_config": config}
         if is_multilingual(self.tokenizer):
             kwargs.update(language=self.language, task=self.task)
         if self.pad_to_30s:

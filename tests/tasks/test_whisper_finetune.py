@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import csv
 import json
+import logging
+from pathlib import Path
 
 import lightning as L
 import pytest
@@ -180,3 +183,44 @@ def test_a_cut_over_30_s_is_refused_before_training(tiny, tmp_path):
                                              rf"cut '{cut.id}' \({manifest} line 1\): {cut.duration:.2f} s > 30.00 s"):
         fit(task, dm)
     assert task.global_step == 0
+
+
+# --------------------------------------------------------------------- what a run reports (issue 12, item 6)
+class Lines(logging.Handler):
+    """The messages of one logger."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def test_dev_wer_before_training_is_a_metric_and_one_rank_zero_line(tiny, tmp_path):
+    from lightning.pytorch.loggers import CSVLogger
+
+    task = WhisperFinetune(tiny["en"], language="en", max_new_tokens=3, warmup_steps=1)
+    lines, rank_zero = Lines(), logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    rank_zero.addHandler(lines)
+    try:
+        trainer = L.Trainer(max_steps=2, val_check_interval=2, limit_val_batches=1, num_sanity_val_steps=1,
+                            logger=CSVLogger(tmp_path), enable_checkpointing=False, enable_progress_bar=False,
+                            use_distributed_sampler=False)
+        trainer.fit(task, data(tiny))
+    finally:
+        rank_zero.removeHandler(lines)
+    with open(Path(trainer.logger.log_dir) / "metrics.csv", newline="") as file:
+        rows = list(csv.DictReader(file))
+    before = [row for row in rows if row.get("val_wer_before")]
+    assert len(before) == 1 and before[0]["step"] == "0"  # the sanity pass, which Lightning's self.log drops
+    after = [row for row in rows if row.get("val_wer")]
+    assert len(after) == 1 and not after[0]["val_wer_before"]
+    wer = float(before[0]["val_wer_before"])
+    assert f"dev WER before training: {wer:.4f} (raw {float(before[0]['val_wer_raw_before']):.4f})" in lines.messages
+    assert any(m.startswith("dev WER at step 2: ") for m in lines.messages)
+    assert any(m.startswith("WhisperFinetune[full]: ") for m in lines.messages)
+
+    fresh = L.Trainer(limit_val_batches=1, logger=False, enable_progress_bar=False, use_distributed_sampler=False)
+    metrics = fresh.validate(WhisperFinetune(tiny["en"], language="en", max_new_tokens=3), data(tiny))[0]
+    assert metrics["val_wer_before"] == metrics["val_wer"]  # a validation at step 0 logs it through self.log
