@@ -23,6 +23,7 @@ import threading
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
 
+from jsonargparse import Namespace
 from lightning.pytorch import LightningDataModule, LightningModule
 from lightning.pytorch.cli import LightningCLI
 
@@ -52,8 +53,11 @@ class SpeechkitCLI(LightningCLI):
     ``--ckpt_path`` hyper-parameters (see the module docstring)."""
 
     def parse_arguments(self, parser: Any, args: Any) -> None:
+        """Lightning's parsing without its warning that ``args`` and ``sys.argv`` are both set: speechkit always
+        passes the command line as ``args`` (``sys.argv`` holds the sub-command name, or another command's argv when
+        ``multistage`` or ``bins`` resolve a config)."""
         self._speechkit_args = args
-        super().parse_arguments(parser, args)
+        self.config = parser.parse_object(args) if isinstance(args, (dict, Namespace)) else parser.parse_args(args)
 
     def _given_model_args(self, subcommand: str) -> dict[str, Any]:
         """The model init arguments the user gave (config files and command line), without defaults."""
@@ -142,6 +146,20 @@ def signal_exit_codes() -> Iterator[list[int]]:
             signal.signal(number, handler if handler is not None else signal.SIG_DFL)
 
 
+def cli_kwargs(parser_kwargs: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+    """The ``LightningCLI`` arguments of every speechkit command line: any task and data module (``class_path``),
+    a ``SignalCheckpoint``; :func:`run` and the config resolver (``speechkit.config``) build the same parser."""
+    return dict(
+        model_class=LightningModule,
+        datamodule_class=LightningDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        save_config_kwargs={"overwrite": True},
+        trainer_defaults={"callbacks": [SignalCheckpoint()]},
+        parser_kwargs=parser_kwargs or {},
+    )
+
+
 def show_speechkit_logs() -> None:
     """speechkit's INFO lines (data checks, an added language token ...) on stderr, as Lightning shows its own.
 
@@ -167,16 +185,7 @@ def run(argv: Sequence[str], parser_kwargs: Optional[dict[str, Any]] = None) -> 
     show_speechkit_logs()
     with signal_exit_codes() as received:
         try:
-            SpeechkitCLI(
-                LightningModule,
-                LightningDataModule,
-                subclass_mode_model=True,
-                subclass_mode_data=True,
-                save_config_kwargs={"overwrite": True},
-                trainer_defaults={"callbacks": [SignalCheckpoint()]},
-                parser_kwargs=parser_kwargs or {},
-                args=list(argv),
-            )
+            SpeechkitCLI(**cli_kwargs(parser_kwargs), args=list(argv))
         except (SystemExit, KeyboardInterrupt) as error:  # Lightning's SIGTERMException is a SystemExit
             if received:
                 raise SystemExit(128 + received[0]) from None
