@@ -105,7 +105,8 @@ class WhisperDistill(L.LightningModule):
         decoder_heads_keep: keep this many heads in every decoder attention (self and cross; Minitron importance
             of each head's output before ``out_proj``); ``None`` = all. The head width stays 64, so the layer's
             attention width becomes ``keep * head_dim`` (the student loads back from its checkpoint, not from a
-            Hugging Face config, whose ``head_dim = d_model / heads`` cannot express it).
+            Hugging Face config, whose ``head_dim = d_model / heads`` cannot express it: ``speechkit export``
+            refuses such a student).
         encoder_heads_keep: the same for the encoder.
         student_init: a Hugging Face Whisper folder of the teacher's shapes whose weights the student starts from
             (e.g. ``<out>/model`` of ``speechkit compress``); the teacher keeps ``model_name_or_path`` +
