@@ -9,14 +9,14 @@ structured surgery, and trained with three loss terms:
 
 * KD: ``T^2 KL(softmax(z_t/T) || softmax(z_s/T))`` over the label tokens (Hinton et al. 2015, "Distilling the
   Knowledge in a Neural Network", section 2; Minitron's logit loss, Muralidharan et al. 2024, "Compact Language Models
-  via Pruning and Knowledge Distillation", section 3).
+  via Pruning and Knowledge Distillation").
 * SquareHead: per-layer normalized feature MSE (Kurtic et al. 2023, "Sparse Fine-tuning for Inference Acceleration
-  of Large Language Models", section 3, equation 3), each kept student block against the teacher block it came from,
-  encoder and decoder.
-* Surgery: remove a contiguous block of ``n`` layers where the angular distance ``d(x^l, x^(l+n))`` is smallest
-  (Gromov et al. 2024, "The Unreasonable Ineffectiveness of the Deeper Layers", section 3, equation 7), or given layer
-  indices; and/or keep the ``*_ffn_keep`` most important MLP neurons and the ``*_heads_keep`` most important attention
-  heads per layer by Minitron's activation importance (section 2.1; self- and cross-attention alike).
+  of Large Language Models"), each kept student block against the teacher block it came from, encoder and decoder.
+* Surgery (:mod:`speechkit.models.whisper_surgery`): remove a contiguous block of ``n`` layers where the angular
+  distance ``d(x^l, x^(l+n))`` is smallest (Gromov et al. 2024, "The Unreasonable Ineffectiveness of the Deeper
+  Layers"), or given layer indices; and/or keep the ``*_ffn_keep`` most important MLP neurons and the ``*_heads_keep``
+  most important attention heads per layer by Minitron's activation importance (section 2.2; self- and
+  cross-attention alike).
 * ``student_init``: the student starts from other weights of the same shapes (a pruned model written by
   ``speechkit compress``) while the teacher stays dense: sparse fine-tuning with SquareHead; the
   ``GradualPruning`` callback (``schedule: null``) keeps its zeros fixed.
@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from typing import Any, Iterable, Iterator, Literal, Optional, Union
+from typing import Any, Iterable, Literal, Optional
 
 import lightning as L
 import torch
@@ -41,54 +41,25 @@ from torch import Tensor, nn
 from transformers import GenerationConfig, PreTrainedTokenizerBase, WhisperFeatureExtractor
 
 from speechkit.checkpoints import load_checkpoint, record_task_class
-from speechkit.compress.prune import (
-    ActivationImportance,
-    angular_distance_profile,
-    best_block,
-    prune_heads,
-    remove_layers,
-    slice_mlp,
-    top_indices,
-)
 from speechkit.data.batches import SpeechBatch
 from speechkit.distill import kd_loss, squarehead_loss
 from speechkit.errors import SpeechkitError
 from speechkit.losses.checks import check_finite
-from speechkit.models.whisper_encoder import encoder_lengths
-from speechkit.models.whisper_seq2seq import (
-    WhisperSeq2Seq,
-    log_wer,
-    prediction_rows,
-    predictions_path,
-    write_predictions,
+from speechkit.models.whisper_seq2seq import WhisperSeq2Seq, log_wer, prediction_rows, predictions_path, write_predictions
+from speechkit.models.whisper_surgery import (
+    STACKS,
+    Plan,
+    Removal,
+    StudentShape,
+    apply_surgery,
+    layer_map,
+    record_layers,
+    stack_masks,
 )
 from speechkit.optim.warmup import adamw_warmup_decay
-from speechkit.tensors import IGNORE_INDEX, lengths_to_mask
+from speechkit.tensors import IGNORE_INDEX
 
 SURGERY_KEY = "speechkit_surgery"  # this task's entry in its checkpoints: the plan of apply_surgery
-# stack path -> (config key of its depth, config key of its MLP width)
-STACKS = {"model.encoder.layers": ("encoder_layers", "encoder_ffn_dim"),
-          "model.decoder.layers": ("decoder_layers", "decoder_ffn_dim")}
-HEADS = {"model.encoder.layers": ("encoder_attention_heads", ("self_attn",)),
-         "model.decoder.layers": ("decoder_attention_heads", ("self_attn", "encoder_attn"))}
-Removal = Union[int, list[int]]
-
-
-@contextlib.contextmanager
-def record_layers(model: nn.Module, stack: str) -> Iterator[list[Tensor]]:
-    """Collect the residual stream around the blocks of ``stack``: the first block's input, then every block's output.
-
-    Yields a list that fills with ``L + 1`` tensors ``(B, T, D)`` per forward (HF ``hidden_states`` without the final
-    layer norm; the variable-length encoder does not return hidden states, so hooks are used for both stacks).
-    """
-    layers, states = model.get_submodule(stack), []
-    handles = [layers[0].register_forward_pre_hook(lambda _m, args: states.append(args[0]))]
-    handles += [layer.register_forward_hook(lambda _m, _a, out: states.append(out)) for layer in layers]
-    try:
-        yield states
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 class WhisperDistill(L.LightningModule):
@@ -177,15 +148,14 @@ class WhisperDistill(L.LightningModule):
             self.core.load_task_weights(init_checkpoint)
         self.wer = self.core.wer_metric()
         self.predictions: list[dict[str, str]] = []
-        self.removals = {"model.decoder.layers": remove_decoder_layers, "model.encoder.layers": remove_encoder_layers}
-        self.ffn_keep = {"model.decoder.layers": decoder_ffn_keep, "model.encoder.layers": encoder_ffn_keep}
-        self.heads_keep = {"model.decoder.layers": decoder_heads_keep, "model.encoder.layers": encoder_heads_keep}
-        self._check_surgery()
+        self.shape = StudentShape.of(remove_decoder_layers, remove_encoder_layers, decoder_ffn_keep, encoder_ffn_keep,
+                                     decoder_heads_keep, encoder_heads_keep)
+        self.shape.check(self.model)
         self._teacher = self.core.with_model(copy.deepcopy(self.model).eval().requires_grad_(False))  # no submodule
         if student_init:
             self._load_student(student_init)
-        self.surgery: Optional[dict[str, Any]] = None
-        if not self._needs_data():
+        self.surgery: Optional[Plan] = None
+        if not self.shape.needs_data:
             self.apply_surgery(self.plan_surgery([]))
 
     # ------------------------------------------------------------ checks
@@ -198,22 +168,6 @@ class WhisperDistill(L.LightningModule):
         if calibration_batches < 1:
             raise SpeechkitError(f"calibration_batches must be >= 1, got {calibration_batches}")
 
-    def _check_surgery(self) -> None:
-        for stack, removal in self.removals.items():
-            depth = len(self.model.get_submodule(stack))
-            side = stack.split(".")[1]
-            if isinstance(removal, int) and not 0 <= removal < depth:
-                raise SpeechkitError(f"remove_{side}_layers={removal}: expected 0 <= n < {depth} layers")
-            if isinstance(removal, list) and (len(set(removal)) >= depth or any(not 0 <= i < depth for i in removal)):
-                raise SpeechkitError(f"remove_{side}_layers={removal}: expected distinct indices in [0, {depth}) "
-                                     "that leave at least one layer")
-            keep, width = self.ffn_keep[stack], self.model.config.to_dict()[STACKS[stack][1]]
-            if keep is not None and not 1 <= keep <= width:
-                raise SpeechkitError(f"{side}_ffn_keep={keep}: expected 1 <= keep <= {width}")
-            keep, heads = self.heads_keep[stack], self.model.config.to_dict()[HEADS[stack][0]]
-            if keep is not None and not 1 <= keep <= heads:
-                raise SpeechkitError(f"{side}_heads_keep={keep}: expected 1 <= keep <= {heads}")
-
     def _load_student(self, folder: str) -> None:
         """Start the student from another Whisper of the same shapes (strict: every weight must fit)."""
         from speechkit.models.pretrained import load_whisper
@@ -223,10 +177,6 @@ class WhisperDistill(L.LightningModule):
             self.model.load_state_dict(state, strict=True)
         except RuntimeError as error:
             raise SpeechkitError(f"student_init {folder}: weights do not fit the teacher's shapes ({error})") from None
-
-    def _needs_data(self) -> bool:
-        return any(isinstance(r, int) and r > 0 for r in self.removals.values()) or any(
-            k is not None for k in [*self.ffn_keep.values(), *self.heads_keep.values()])
 
     @property
     def teacher(self) -> WhisperSeq2Seq:
@@ -285,77 +235,18 @@ class WhisperDistill(L.LightningModule):
         calibration = [batch for _, batch in zip(range(self.hparams.calibration_batches), loader)]
         self.apply_surgery(self.plan_surgery(calibration))
 
-    @torch.no_grad()
-    def plan_surgery(self, batches: Iterable[SpeechBatch]) -> dict[str, Any]:
-        """Which layers to remove and which MLP neurons to keep, measured on the unmodified model.
+    def plan_surgery(self, batches: Iterable[SpeechBatch]) -> Plan:
+        """What to cut, measured on the unmodified student (:meth:`StudentShape.plan`)."""
+        return self.shape.plan(self.core, batches)
 
-        Returns:
-            ``{"remove": {stack: [layer indices]}, "neurons": {"<stack>.<i>": [kept neuron indices]},
-            "heads": {"<stack>.<i>.<attention>": [kept head indices]}}``.
-        """
-        batches = list(batches)
-        if self._needs_data() and not batches:
-            raise SpeechkitError("plan_surgery needs calibration batches for angular distance / neuron importance")
-        plan: dict[str, Any] = {"remove": {}, "neurons": {}, "heads": {}}
-        profiles = {stack: [] for stack, r in self.removals.items() if isinstance(r, int) and r > 0}
-        patterns = [f"{stack}.*.fc1" for stack, keep in self.ffn_keep.items() if keep is not None]
-        config = self.model.config.to_dict()
-        heads = {f"{stack}.*.{attn}.out_proj": config[HEADS[stack][0]]
-                 for stack, keep in self.heads_keep.items() if keep is not None for attn in HEADS[stack][1]}
-        scoring = patterns or heads
-        with ActivationImportance(self.model, neurons=patterns, heads=heads) if scoring else \
-                contextlib.nullcontext() as imp:
-            for batch in batches:
-                self._profile_batch(batch, profiles)
-        for stack, removal in self.removals.items():
-            if isinstance(removal, list):
-                plan["remove"][stack] = sorted(removal)
-            elif removal > 0:
-                start = best_block(torch.stack(profiles[stack]).mean(0))
-                plan["remove"][stack] = list(range(start, start + removal))
-        for stack, keep in self.ffn_keep.items():
-            for i in range(len(self.model.get_submodule(stack)) if keep is not None else 0):
-                plan["neurons"][f"{stack}.{i}"] = top_indices(imp.scores[f"{stack}.{i}.fc1"], keep).tolist()
-        for stack, keep in self.heads_keep.items():
-            for i in range(len(self.model.get_submodule(stack)) if keep is not None else 0):
-                for attn in HEADS[stack][1]:
-                    name = f"{stack}.{i}.{attn}"
-                    plan["heads"][name] = top_indices(imp.scores[f"{name}.out_proj"], keep).tolist()
-        return plan
-
-    def _profile_batch(self, batch: SpeechBatch, profiles: dict[str, list[Tensor]]) -> None:
-        """Add this batch's angular-distance profile of every stack being cut (decoder: last real token)."""
-        feats, lens = self.core.features(batch)
-        inputs, _ = self.core.shift_labels(batch)
-        masks = self._masks(batch, lens, feats.shape[-1])
-        with contextlib.ExitStack() as stack:
-            states = {name: stack.enter_context(record_layers(self.model, name)) for name in profiles}
-            self.core.logits(feats, lens, inputs)
-        for name, hidden in states.items():
-            tokens = "last" if "decoder" in name else "all"
-            profiles[name].append(angular_distance_profile(hidden, self.removals[name], masks[name], tokens))
-
-    def apply_surgery(self, plan: dict[str, Any]) -> None:
-        """Apply a plan from :meth:`plan_surgery` to the student (neurons first, then layers)."""
-        for name, keep in plan["neurons"].items():
-            slice_mlp(self.model, f"{name}.fc1", f"{name}.fc2", torch.tensor(keep))
-            setattr(self.model.config, STACKS[name.rsplit(".", 1)[0]][1], len(keep))
-        for name, keep in plan.get("heads", {}).items():
-            attention = self.model.get_submodule(name)
-            chosen = torch.zeros(attention.num_heads)
-            chosen[torch.tensor(keep)] = 1.0  # prune_heads keeps the top ones: exactly these
-            prune_heads(self.model, [f"{name}.{p}_proj" for p in "qkv"], f"{name}.out_proj", attention.num_heads,
-                        chosen, len(keep), attention=name)
-        for stack, removed in plan["remove"].items():
-            if removed:
-                remove_layers(self.model, stack, removed, config_key=STACKS[stack][0])
+    def apply_surgery(self, plan: Plan) -> None:
+        """Cut the student as ``plan`` says and remember the plan (the checkpoint stores it)."""
+        apply_surgery(self.model, plan)
         self.surgery = plan
 
     def layer_map(self, stack: str) -> list[int]:
-        """Teacher state index of every student state from :func:`record_layers` (0 = the stack's input)."""
-        removed = set((self.surgery or {}).get("remove", {}).get(stack, []))
-        depth = len(self._teacher.model.get_submodule(stack))
-        return [0] + [i + 1 for i in range(depth) if i not in removed]
+        """Teacher state index of every student state of ``stack`` (0 = the stack's input)."""
+        return layer_map(self.surgery, stack, len(self._teacher.model.get_submodule(stack)))
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Record the class and the surgery plan: a checkpoint rebuilds the student's shapes from them."""
@@ -368,12 +259,6 @@ class WhisperDistill(L.LightningModule):
             self.apply_surgery(checkpoint[SURGERY_KEY])
 
     # ------------------------------------------------------------ losses
-    def _masks(self, batch: SpeechBatch, lens: Tensor, frames: int) -> dict[str, Tensor]:
-        """Real positions: decoder input tokens ``(B, U-1)``, encoder frames ``(B, ceil(frames / 2))``."""
-        tokens = lengths_to_mask(batch.token_lens - 1, batch.tokens.shape[1] - 1)
-        enc = lengths_to_mask(encoder_lengths(lens), (frames + 1) // 2)
-        return {"model.decoder.layers": tokens, "model.encoder.layers": enc}
-
     @staticmethod
     def _run(core: WhisperSeq2Seq, feats: Tensor, lens: Tensor, inputs: Tensor,
              record: bool) -> tuple[Tensor, dict[str, list[Tensor]]]:
@@ -397,7 +282,7 @@ class WhisperDistill(L.LightningModule):
         if hp.beta > 0:
             losses["kd"] = kd_loss(logits, teacher_logits, hp.temperature, hp.kd_direction, labels != IGNORE_INDEX, hp.kd_top_k)
         if record:
-            masks = self._masks(batch, lens, feats.shape[-1])
+            masks = stack_masks(batch, lens, feats.shape[-1])
             losses["squarehead"] = sum(
                 squarehead_loss(student[name], [teacher[name][j] for j in self.layer_map(name)], masks[name])
                 for name in STACKS)

@@ -76,14 +76,14 @@ def test_angular_distance_picks_the_block_and_ffn_width_shrinks(tiny_dir: Path) 
     batches = [make_batch(task, 0), make_batch(task, 1)]
     plan = task.plan_surgery(batches)
     from speechkit.compress.prune import angular_distance_profile, best_block
-    from speechkit.tasks.whisper_distill import record_layers
+    from speechkit.models.whisper_surgery import record_layers, stack_masks
 
     profiles = []
     for batch in batches:  # recompute the profile by hand from the teacher's encoder states
         feats, lens = task.core.features(batch)
         with record_layers(task.teacher.model, "model.encoder.layers") as states:
             task.teacher.logits(feats, lens, task.core.shift_labels(batch)[0])
-        mask = task._masks(batch, lens, feats.shape[-1])["model.encoder.layers"]
+        mask = stack_masks(batch, lens, feats.shape[-1])["model.encoder.layers"]
         profiles.append(angular_distance_profile(states, 1, mask, "all"))
     assert plan["remove"]["model.encoder.layers"] == [best_block(torch.stack(profiles).mean(0))]
     task.apply_surgery(plan)
