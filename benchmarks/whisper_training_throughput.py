@@ -1,7 +1,7 @@
 """Whisper fine-tuning throughput: the Hugging Face recipe's data path against speechkit's bucketing.
 
-*Training and Inference Efficiency of Encoder-Decoder Speech Models* (Żelasko et al., arXiv 2503.05931;
-``shared/papers/speech.md`` section 2): padding is wasted compute (``padding = 1 - sum_i x_i / sum_b |b| max x``);
+*Training and Inference Efficiency of Encoder-Decoder Speech Models* (Żelasko et al., arXiv 2503.05931):
+padding is wasted compute (``padding = 1 - sum_i x_i / sum_b |b| max x``);
 2-D bucketing, per-bucket batch sizes and (for Whisper) variable-length encoder input remove it. This benchmark
 trains the same real whisper tiny.en (``ct2:tiny.en``) with the same AdamW, constant learning rate, seed and
 training audio three ways, each for one pass over the same pool of training cuts (``--audio-seconds`` of audio):

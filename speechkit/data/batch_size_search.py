@@ -1,7 +1,7 @@
 """Per-bucket batch-size search (NeMo's OOMptimizer) for fixed per-bucket batch sizes.
 
-*Training and Inference Efficiency of Encoder-Decoder Speech Models* (Żelasko et al., arXiv 2503.05931;
-``shared/papers/speech.md`` section 2(a), "OOMptimizer"): for each bucket, largest first, run real training
+*Training and Inference Efficiency of Encoder-Decoder Speech Models* (Żelasko et al., arXiv 2503.05931; NeMo's
+"OOMptimizer"): for each bucket, largest first, run real training
 steps (forward, backward, optimizer step) on synthetic batches of the bucket's shape; double the batch size
 until a step runs out of memory, then bisect until the largest size that fits and the smallest that failed are
 within ``tolerance`` (5 %) of each other; the next, shorter bucket starts from twice the previous answer.

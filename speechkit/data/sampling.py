@@ -1,8 +1,8 @@
 """Duration bucketing for encoder-decoder speech models: 1-D and 2-D bins, fixed per-bucket batch sizes, padding.
 
 Implements the data-side methods of *Training and Inference Efficiency of Encoder-Decoder Speech Models*
-(Żelasko et al., arXiv 2503.05931; spec: ``shared/papers/speech.md`` section 2, which spells out NeMo's
-``estimate_duration_bins_2d.py`` and ``FixedBucketBatchSizeConstraint2D``):
+(Żelasko et al., arXiv 2503.05931), as NeMo implements them in ``estimate_duration_bins_2d.py`` and
+``FixedBucketBatchSizeConstraint2D``:
 
 - :func:`estimate_bucket_bins`: duration bins of equal total audio (1-D), each split into token sub-bins of equal
   total output tokens (2-D), token-per-second outliers dropped and reported, repeated duration bins merged.

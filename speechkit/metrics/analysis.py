@@ -2,8 +2,8 @@
 
 "Fine-tuning Whisper for Pashto ASR: strategies and scale" (Rahman, arXiv 2604.06507) names two main error
 classes, word-final suffix confusion (masculine -ay vs feminine -a) and confusions of Pashto-specific consonants,
-but not how it counted them; the procedure here is the proposal of ``shared/papers/speech.md`` section 1(d)
-[NF->P]:
+but not how it counted them; the procedure here is speechkit's own
+proposal (not the paper's):
 
 1. word-level Levenshtein alignment (jiwer) -> substituted (ref word, hyp word) pairs;
 2. for each pair a character alignment (jiwer) -> per-character confusion counts (``""`` marks an insertion or

@@ -17,9 +17,9 @@ strings with a leading zero (``"zero one"`` -> ``"01"`` -> ``"one"``): it is use
 published Whisper WERs, and scoring applies every normalizer exactly once.
 
 Source of the Arabic-script rules: "Fine-tuning Whisper for Pashto ASR: strategies and scale" (Rahman, arXiv
-2604.06507) reports WER on Pashto without naming its normalizer; the rules here are the proposal of
-``shared/papers/speech.md`` section 1(d) [NF->P], with one deliberate change: the hamza and madda marks
-U+0653-U+0655 are kept, because they form letters (ئ = ي + U+0654) and dropping a stray one would merge letters.
+2604.06507) reports WER on Pashto without naming its normalizer; the rules here are speechkit's own
+choice, not the paper's. The hamza and madda marks U+0653-U+0655 are kept, because they form letters
+(ئ = ي + U+0654) and dropping a stray one would merge letters.
 """
 
 from __future__ import annotations
