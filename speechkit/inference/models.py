@@ -1,4 +1,5 @@
-"""The MODEL of ``speechkit transcribe``: a speechkit checkpoint, a Hugging Face or CTranslate2 folder, a packaged name."""
+"""The MODEL of ``speechkit transcribe``: a speechkit checkpoint, a Hugging Face or CTranslate2 folder, a packaged
+name (``ct2:tiny.en``)."""
 
 from __future__ import annotations
 

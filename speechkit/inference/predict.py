@@ -1,4 +1,5 @@
-"""``speechkit predict`` on a Whisper task: a batch of the data module -> the JSONL rows ``speechkit transcribe`` writes."""
+"""``speechkit predict`` on a Whisper task: a batch of the data module -> the JSONL rows ``speechkit transcribe``
+writes."""
 
 from __future__ import annotations
 
@@ -31,11 +32,13 @@ class WhisperCore(Protocol):
 
 def core_options(core: WhisperCore) -> DecodeOptions:
     """The task's decoding settings (beams, length, task, its encoder input) with Whisper's guards on."""
-    return DecodeOptions(task=core.task, num_beams=core.num_beams, max_new_tokens=core.max_new_tokens,  # type: ignore[arg-type]
-                         input_length="30s" if core.pad_to_30s else "variable")
+    input_length = "30s" if core.pad_to_30s else "variable"
+    return DecodeOptions(task=core.task, num_beams=core.num_beams,  # type: ignore[arg-type]
+                         max_new_tokens=core.max_new_tokens, input_length=input_length)
 
 
-def predict_rows(core: WhisperCore, batch: SpeechBatch, options: Optional[DecodeOptions] = None) -> list[dict[str, Any]]:
+def predict_rows(core: WhisperCore, batch: SpeechBatch,
+                 options: Optional[DecodeOptions] = None) -> list[dict[str, Any]]:
     """Decode a batch as ``speechkit transcribe`` does and return its JSONL rows.
 
     Args:

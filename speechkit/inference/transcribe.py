@@ -52,7 +52,10 @@ from speechkit.models.whisper_language import is_multilingual
 EXAMPLE = """examples:
   speechkit transcribe ct2:tiny.en clips/ --out clips.jsonl
   speechkit transcribe runs/ky/last.ckpt talk.wav --format srt --out talk.srt
-  speechkit transcribe ct2:base data/cuts_test.jsonl.gz --language de --out test.jsonl --save_errors true"""
+  speechkit transcribe ct2:base data/cuts_test.jsonl.gz --language de --out test.jsonl --save_errors true
+
+exit status: 0 if at least one input was transcribed (inputs that failed are listed on stderr and counted), 1 if
+none could be (nothing is written), 2 for a usage error (an option, the model or the language)."""
 
 
 @dataclass
@@ -146,10 +149,12 @@ def _run_batches(run: _Run, items: list[AudioItem], show_progress: bool, failed_
     """Decode every batch under one progress bar (audio seconds, with the files done and the errors)."""
     with _progress_bar(sum(item.duration for item in items), show_progress) as bar:
         run.log = bar.write if show_progress else run.log
+        done = 0.0
         for batch in run.batches(items):
-            before = bar.n
-            run.decode(items, batch, lambda seconds: bar.update(round(seconds, 2)))
-            bar.update(max(0.0, before + sum(items[i].duration for i in batch) - bar.n))
+            end = done + sum(items[i].duration for i in batch)
+            run.decode(items, batch, lambda seconds: bar.update(max(0.0, min(seconds, end - bar.n))))
+            done = end
+            bar.n = min(done, bar.total)  # exact at every batch's end, whatever the windows reported
             bar.set_postfix(files=f"{len(run.results)}/{len(items)}", errors=failed_before + len(run.failures))
 
 

@@ -97,7 +97,7 @@ def to_txt(transcripts: Iterable[Transcript]) -> str:
 
 
 def subtitle_path(folder: Path, transcript_id: str, fmt: str) -> Path:
-    """``<folder>/<id>.<fmt>``; an id's ``/`` makes sub-folders, but ``..`` or an absolute id never leaves ``folder``."""
+    """``<folder>/<id>.<fmt>``; an id's ``/`` makes sub-folders; ``..`` or an absolute id never leaves ``folder``."""
     parts = [part if part not in ("", ".", "..") else "_" for part in transcript_id.replace("\\", "/").split("/")]
     return folder.joinpath(*parts[:-1], f"{parts[-1]}.{fmt}")
 

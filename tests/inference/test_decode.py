@@ -124,7 +124,8 @@ def test_short_form_batch_on_real_fsdd_clips(tiny_en, fsdd_dir):
         for i, decoded in zip(batch, decode_short(tiny_en.bundle, features, lengths, DecodeOptions(), "en")):
             texts[i] = decoded.text
             assert decoded.language == "en"
-            assert not decoded.segments or decoded.segments[0].end == pytest.approx(len(waveforms[i]) / 16000, abs=0.011)
+            seconds = len(waveforms[i]) / 16000
+            assert not decoded.segments or decoded.segments[0].end == pytest.approx(seconds, abs=0.011)
     wer = digit_wer([f.name[0] for f in files], texts)
     assert wer <= 0.5, texts
 
@@ -138,7 +139,8 @@ def test_variable_length_batch_equals_each_input_alone(tmp_path):
     features, lengths = short_features(model.bundle, waveforms, "variable")
     assert features.shape[-1] == 250 and lengths.tolist() == [250, 70, 130]  # the batch's longest, not 3000
     batch = decode_short(model.bundle, features, lengths, options, "en")
-    alone = [decode_short(model.bundle, *short_features(model.bundle, [w], "variable"), options, "en")[0] for w in waveforms]
+    alone = [decode_short(model.bundle, *short_features(model.bundle, [w], "variable"), options, "en")[0]
+             for w in waveforms]
     assert [d.text for d in batch] == [d.text for d in alone]
     assert any(d.text for d in batch)  # random weights still say something
 

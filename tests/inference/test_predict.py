@@ -23,7 +23,8 @@ KEYS = {"id", "path", "text", "language", "segments", "duration", "ref"}
 def tiny(tmp_path_factory):
     root = tmp_path_factory.mktemp("predict")
     tone_corpus(root / "data", "test", num_cuts=5, seed=1)
-    return {"model": str(tiny_whisper_dir(root / "en", multilingual=False)), "cuts": root / "data" / "cuts_test.jsonl.gz"}
+    model = tiny_whisper_dir(root / "en", multilingual=False)
+    return {"model": str(model), "cuts": root / "data" / "cuts_test.jsonl.gz"}
 
 
 def test_predict_writes_transcribe_rows(tiny, tmp_path):
