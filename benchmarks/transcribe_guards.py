@@ -12,10 +12,8 @@ token n-gram (a loop), wall seconds and audio seconds per wall second; ``--json`
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import random
-import re
 import tempfile
 from pathlib import Path
 
@@ -24,30 +22,7 @@ import numpy as np
 import soundfile as sf
 
 from speechkit.inference.transcribe import transcribe
-from speechkit.testing import shared_data_dir
-
-DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
-WORDS = {**{word: str(i) for i, word in enumerate(DIGITS)}, "oh": "0"}
-
-
-def digit_tokens(text: str) -> list[str]:
-    """Words -> digits, numbers split into digits, punctuation dropped; other words kept (they are errors)."""
-    tokens: list[str] = []
-    for word in re.sub(r"[^\w\s]", " ", text.lower()).split():
-        word = WORDS.get(word, word)
-        tokens += list(word) if word.isdigit() else [word]
-    return tokens
-
-
-def longest_repeat(tokens: list[str], max_n: int = 4) -> int:
-    """The most times any n-gram (n <= max_n) repeats back to back."""
-    best = 1 if tokens else 0
-    for n, start in itertools.product(range(1, max_n + 1), range(len(tokens))):
-        gram, count = tokens[start: start + n], 1
-        while tokens[start + count * n: start + (count + 1) * n] == gram:
-            count += 1
-        best = max(best, count)
-    return best
+from speechkit.testing import digit_tokens, longest_repeat, shared_data_dir
 
 
 def takes(fsdd: Path, seed: int) -> list[Path]:

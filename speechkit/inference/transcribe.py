@@ -3,7 +3,7 @@
 The typed signature and ``Args:`` of :func:`transcribe` are the command's options and its ``--help``
 (jsonargparse, as litgpt's ``__main__.py``). Inputs are sorted by duration and decoded in batches: inputs of at
 most 30 s batched short-form, longer ones long-form (30 s windows with timestamps); see
-:mod:`speechkit.inference.decode`. A progress bar (audio seconds, ETA) goes to stderr; an input that cannot be read
+:mod:`speechkit.models.whisper_decode`. A progress bar (audio seconds, ETA) goes to stderr; an input that cannot be read
 or decoded is listed on stderr with its reason and the others are still transcribed.
 
 Exit status: 0 when at least one input was transcribed (even if others failed: they are listed, counted and, with
@@ -23,7 +23,7 @@ from typing import Callable, Literal, Optional, Sequence
 import torch
 
 from speechkit.errors import SpeechkitError
-from speechkit.inference.decode import (
+from speechkit.models.whisper_decode import (
     SAMPLING_RATE,
     WINDOW_SECONDS,
     DecodeOptions,
@@ -41,7 +41,7 @@ from speechkit.inference.inputs import (
     load_waveform,
 )
 from speechkit.inference.models import InferenceModel, load_model
-from speechkit.inference.transcript import Decoded, Segment, Transcript
+from speechkit.models.transcript import Decoded, Segment, Transcript
 from speechkit.inference.writers import (
     OutputFormat,
     write_text_atomic,

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Iterable, Literal
 
 from speechkit.errors import SpeechkitError
-from speechkit.inference.transcript import Segment, Transcript
+from speechkit.models.transcript import Segment, Transcript
 
 OutputFormat = Literal["jsonl", "txt", "srt", "vtt"]
 SUBTITLE_FORMATS = ("srt", "vtt")

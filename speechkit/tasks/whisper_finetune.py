@@ -23,7 +23,7 @@ from transformers import GenerationConfig, PreTrainedTokenizerBase, WhisperFeatu
 from speechkit.checkpoints import record_task_class
 from speechkit.data.batches import SpeechBatch
 from speechkit.errors import SpeechkitError
-from speechkit.inference.predict import predict_rows
+from speechkit.models.whisper_predict import predict_rows
 from speechkit.losses.checks import check_finite
 from speechkit.models.adaptation import STRATEGIES, Strategy, apply_strategy, count_trainable
 from speechkit.models.whisper_seq2seq import (

@@ -9,7 +9,7 @@ import pytest
 
 from speechkit.errors import SpeechkitError
 from speechkit.inference import writers
-from speechkit.inference.transcript import Segment, Transcript
+from speechkit.models.transcript import Segment, Transcript
 from speechkit.inference.writers import (
     format_timestamp,
     to_srt,

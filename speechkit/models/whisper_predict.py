@@ -8,8 +8,8 @@ from typing import Any, Optional, Protocol
 import torch
 
 from speechkit.data.batches import SpeechBatch
-from speechkit.inference.decode import DecodeOptions, check_language, decode_short
-from speechkit.inference.transcript import Transcript
+from speechkit.models.whisper_decode import DecodeOptions, check_language, decode_short
+from speechkit.models.transcript import Transcript
 from speechkit.models.ctranslate2 import WhisperBundle
 
 

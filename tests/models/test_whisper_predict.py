@@ -10,8 +10,8 @@ import yaml
 
 from speechkit.cli import main
 from speechkit.data import DataConfig, SpeechDataModule
-from speechkit.inference.decode import DecodeOptions, unguarded
-from speechkit.inference.predict import predict_rows
+from speechkit.models.whisper_decode import DecodeOptions, unguarded
+from speechkit.models.whisper_predict import predict_rows
 from speechkit.tasks.whisper_finetune import WhisperFinetune
 from speechkit.testing import tiny_whisper_dir, tone_corpus
 

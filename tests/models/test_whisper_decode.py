@@ -1,8 +1,7 @@
-"""speechkit.inference.decode: Whisper's guards, languages, batched short-form and long-form decoding."""
+"""speechkit.models.whisper_decode: Whisper's guards, languages, batched short-form and long-form decoding."""
 
 from __future__ import annotations
 
-import itertools
 import random
 import time
 
@@ -12,7 +11,9 @@ import soundfile as sf
 import torch
 
 from speechkit.errors import SpeechkitError
-from speechkit.inference.decode import (
+from speechkit.inference.inputs import AudioItem, load_waveform
+from speechkit.inference.models import load_model
+from speechkit.models.whisper_decode import (
     DecodeOptions,
     best_try,
     check_language,
@@ -26,11 +27,7 @@ from speechkit.inference.decode import (
     short_features,
     unguarded,
 )
-from speechkit.inference.inputs import AudioItem, load_waveform
-from speechkit.inference.models import load_model
-from speechkit.testing import tiny_whisper_dir
-
-from .conftest import digit_tokens, digit_wer
+from speechkit.testing import digit_tokens, digit_wer, longest_repeat, tiny_whisper_dir
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -40,17 +37,6 @@ def fsdd_takes(fsdd_dir, count: int, seed: int = 0) -> list:
     files = sorted(fsdd_dir.glob("*_[0-4].wav"))
     random.Random(seed).shuffle(files)
     return files[:count]
-
-
-def longest_repeat(tokens: list[str], max_n: int = 4) -> int:
-    """The most times any n-gram (n <= max_n) repeats back to back: ``8 6 8 6 8 6`` -> 3."""
-    best = 1 if tokens else 0
-    for n, start in itertools.product(range(1, max_n + 1), range(len(tokens))):
-        gram, count = tokens[start: start + n], 1
-        while tokens[start + count * n: start + (count + 1) * n] == gram:
-            count += 1
-        best = max(best, count)
-    return best
 
 
 # ------------------------------------------------------------------ guards

@@ -36,7 +36,7 @@ from transformers import GenerationConfig, WhisperForConditionalGeneration
 from transformers.modeling_outputs import BaseModelOutput
 
 from speechkit.errors import SpeechkitError
-from speechkit.inference.transcript import Decoded, Segment
+from speechkit.models.transcript import Decoded, Segment
 from speechkit.models.ctranslate2 import WhisperBundle
 from speechkit.models.whisper_encoder import variable_length_input
 from speechkit.models.whisper_language import is_multilingual
