@@ -9,6 +9,7 @@ called: jsonargparse builds its options and ``--help`` from the signature and do
 
 from __future__ import annotations
 
+import os
 import sys
 import zipfile
 from pathlib import Path
@@ -196,12 +197,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return _run_command(command, argv[1:])
+    except BrokenPipeError:  # the reader went away (`speechkit evaluate ... | head`): stop quietly, as `cat` does
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # Python's final flush of stdout would raise again
+        return 141  # 128 + SIGPIPE
     except Exception as error:  # noqa: BLE001 - user errors become one line; anything else is re-raised
         message = None if debug_enabled() else user_error_message(error)
         if message is None:
             raise
         print(f"{_prog(command, argv[1:])}: error: {message}", file=sys.stderr)
         return 2
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -231,3 +231,20 @@ def test_unwritable_export_out_is_one_line(tiny, tmp_path, capfd):
     assert main(["export", "--checkpoint", str(checkpoint), "--out", str(blocker / "hf")]) == 2
     lines = problem_lines(capfd.readouterr().err)
     assert lines == [f"speechkit export: error: {blocker / 'hf'}: Not a directory"]
+
+
+
+def test_a_closed_pipe_stops_quietly(monkeypatch, tmp_path):
+    """``speechkit evaluate ... | head``: the reader went away; exit 141 (128 + SIGPIPE), no traceback."""
+    import speechkit.cli as cli
+
+    def write_to_a_closed_pipe(command, args):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(cli, "_run_command", write_to_a_closed_pipe)
+    stdout = os.dup(1)  # main points fd 1 at /dev/null; give it back afterwards
+    try:
+        assert cli.main(["evaluate", "wer", "--predictions", str(tmp_path / "p.jsonl")]) == 141
+    finally:
+        os.dup2(stdout, 1)
+        os.close(stdout)
