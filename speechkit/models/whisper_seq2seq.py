@@ -370,3 +370,41 @@ def write_predictions(rows: Sequence[dict[str, str]], path: Path) -> Path:
         temporary.unlink(missing_ok=True)
     rank_zero_info(f"wrote {len(rows)} predictions to {path}")
     return path
+
+
+class WhisperCoreTask:
+    """What the data module, exporters and decoders read from a task that holds a :class:`WhisperSeq2Seq` as
+    ``self.core``: one definition for every Whisper task (a delegation mixin; the task itself is composed, not
+    inherited)."""
+
+    core: WhisperSeq2Seq
+    max_input_seconds: float = WhisperSeq2Seq.max_input_seconds  # Whisper's encoder takes at most 30 s
+
+    @property
+    def expected_language(self) -> str:
+        """The language every supervision of the manifests must carry (``en`` for English-only models)."""
+        return self.core.expected_language
+
+    @property
+    def pad_token_id(self) -> int:
+        """The id that pads token batches."""
+        return self.core.pad_token_id
+
+    def tokenize(self, text: str) -> list[int]:
+        """Decoder tokens of one utterance: prompt + text + ``<|endoftext|>``."""
+        return self.core.tokenize(text)
+
+    @property
+    def tokenizer(self) -> PreTrainedTokenizerBase:
+        """The core's tokenizer (with any added language token)."""
+        return self.core.tokenizer
+
+    @property
+    def feature_extractor(self) -> WhisperFeatureExtractor:
+        """The core's feature extractor."""
+        return self.core.feature_extractor
+
+    @property
+    def generation_config(self) -> GenerationConfig:
+        """The core's generation config (knows any added language)."""
+        return self.core.generation_config

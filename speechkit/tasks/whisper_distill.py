@@ -38,14 +38,20 @@ import torch
 from lightning.pytorch.cli import LRSchedulerCallable
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 from torch import Tensor, nn
-from transformers import GenerationConfig, PreTrainedTokenizerBase, WhisperFeatureExtractor
 
 from speechkit.checkpoints import load_checkpoint, record_task_class
 from speechkit.data.batches import SpeechBatch
 from speechkit.distill import kd_loss, squarehead_loss
 from speechkit.errors import SpeechkitError
 from speechkit.losses.checks import check_finite
-from speechkit.models.whisper_seq2seq import WhisperSeq2Seq, log_wer, prediction_rows, predictions_path, write_predictions
+from speechkit.models.whisper_seq2seq import (
+    WhisperCoreTask,
+    WhisperSeq2Seq,
+    log_wer,
+    prediction_rows,
+    predictions_path,
+    write_predictions,
+)
 from speechkit.models.whisper_surgery import (
     STACKS,
     Plan,
@@ -62,7 +68,7 @@ from speechkit.tensors import IGNORE_INDEX
 SURGERY_KEY = "speechkit_surgery"  # this task's entry in its checkpoints: the plan of apply_surgery
 
 
-class WhisperDistill(L.LightningModule):
+class WhisperDistill(WhisperCoreTask, L.LightningModule):
     """Distil a Whisper teacher into a student with fewer layers or narrower MLPs.
 
     Args:
@@ -186,38 +192,6 @@ class WhisperDistill(L.LightningModule):
             model.to(self.device)
         return self._teacher
 
-    # ------------------------------------------------------------ what the data module reads from the task
-    max_input_seconds: float = WhisperSeq2Seq.max_input_seconds  # Whisper's encoder takes at most 30 s
-
-    @property
-    def expected_language(self) -> str:
-        """The language every supervision of the manifests must carry (``en`` for English-only models)."""
-        return self.core.expected_language
-
-    @property
-    def pad_token_id(self) -> int:
-        """The id that pads token batches."""
-        return self.core.pad_token_id
-
-    def tokenize(self, text: str) -> list[int]:
-        """Decoder tokens of one utterance: prompt + text + ``<|endoftext|>``."""
-        return self.core.tokenize(text)
-
-    # ------------------------------------------------------------ what an exporter / decoder reads from the task
-    @property
-    def tokenizer(self) -> PreTrainedTokenizerBase:
-        """The core's tokenizer."""
-        return self.core.tokenizer
-
-    @property
-    def feature_extractor(self) -> WhisperFeatureExtractor:
-        """The core's feature extractor."""
-        return self.core.feature_extractor
-
-    @property
-    def generation_config(self) -> GenerationConfig:
-        """The core's generation config."""
-        return self.core.generation_config
 
     # ------------------------------------------------------------ surgery
     def setup(self, stage: str) -> None:

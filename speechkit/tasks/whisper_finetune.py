@@ -18,7 +18,6 @@ import lightning as L
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
-from transformers import GenerationConfig, PreTrainedTokenizerBase, WhisperFeatureExtractor
 
 from speechkit.checkpoints import record_task_class
 from speechkit.data.batches import SpeechBatch
@@ -27,6 +26,7 @@ from speechkit.models.whisper_predict import predict_rows
 from speechkit.losses.checks import check_finite
 from speechkit.models.adaptation import STRATEGIES, Strategy, apply_strategy, count_trainable
 from speechkit.models.whisper_seq2seq import (
+    WhisperCoreTask,
     WhisperSeq2Seq,
     log_wer,
     prediction_rows,
@@ -36,7 +36,7 @@ from speechkit.models.whisper_seq2seq import (
 from speechkit.optim.warmup import adamw_warmup_decay
 
 
-class WhisperFinetune(L.LightningModule):
+class WhisperFinetune(WhisperCoreTask, L.LightningModule):
     """Whisper fine-tuning for any size and language.
 
     Args:
@@ -112,38 +112,6 @@ class WhisperFinetune(L.LightningModule):
         self.wer = self.core.wer_metric()
         self.predictions: list[dict[str, str]] = []
 
-    # ------------------------------------------------------------ what the data module reads from the task
-    max_input_seconds: float = WhisperSeq2Seq.max_input_seconds  # Whisper's encoder takes at most 30 s
-
-    @property
-    def expected_language(self) -> str:
-        """The language every supervision of the manifests must carry (``en`` for English-only models)."""
-        return self.core.expected_language
-
-    @property
-    def pad_token_id(self) -> int:
-        """The id that pads token batches."""
-        return self.core.pad_token_id
-
-    def tokenize(self, text: str) -> list[int]:
-        """Decoder tokens of one utterance: prompt + text + ``<|endoftext|>``."""
-        return self.core.tokenize(text)
-
-    # ------------------------------------------------------------ what an exporter / decoder reads from the task
-    @property
-    def tokenizer(self) -> PreTrainedTokenizerBase:
-        """The core's tokenizer (with any added language token)."""
-        return self.core.tokenizer
-
-    @property
-    def feature_extractor(self) -> WhisperFeatureExtractor:
-        """The core's feature extractor."""
-        return self.core.feature_extractor
-
-    @property
-    def generation_config(self) -> GenerationConfig:
-        """The core's generation config (knows any added language)."""
-        return self.core.generation_config
 
     # ------------------------------------------------------------ training
     def on_fit_start(self) -> None:
