@@ -86,7 +86,11 @@ class Prediction:
 
 
 def read_predictions(path: str | Path) -> list[Prediction]:
-    """Read ``predictions.jsonl``: one JSON object per line with string ``id``, ``ref`` and ``hyp``."""
+    """Read ``predictions.jsonl``: one JSON object per line with string ``id``, ``ref`` and ``hyp``.
+
+    A line of ``speechkit transcribe`` / ``speechkit predict`` (``text`` instead of ``hyp``, ``ref`` where the
+    manifest had one) is read with ``text`` as the hypothesis.
+    """
     seen: dict[str, None] = {}
     predictions = []
     for number, line in _lines(path):
@@ -96,6 +100,8 @@ def read_predictions(path: str | Path) -> list[Prediction]:
             raise SpeechkitError(f"{path}:{number}: not a JSON object ({error.msg})") from None
         if not isinstance(record, dict):
             raise SpeechkitError(f"{path}:{number}: expected a JSON object with keys id, ref, hyp")
+        if "hyp" not in record and isinstance(record.get("text"), str):  # a transcribe / predict row
+            record = {**{k: v for k, v in record.items() if k != "text"}, "hyp": record["text"]}
         for key in PREDICTION_KEYS:
             if not isinstance(record.get(key), str):
                 raise SpeechkitError(f"{path}:{number}: key {key!r} missing or not a string")

@@ -101,3 +101,14 @@ def test_non_finite_score_is_an_error_naming_the_line(tmp_path, score):
     for text, line in ((f"q1 Q0 a 1 {score} t\nq1 Q0 b 2 1 t\n", 1), (f"q1 Q0 b 1 1 t\nq1 Q0 a 2 {score} t\n", 2)):
         with pytest.raises(SpeechkitError, match=rf"run:{line}: score '{score}' is not a finite number"):
             read_trec_run(write(tmp_path / "run", text))
+
+
+def test_transcribe_rows_are_read_with_text_as_the_hypothesis(tmp_path):
+    """``speechkit transcribe`` on a manifest writes ``ref`` and ``text``: evaluate scores them without a rename."""
+    from speechkit.metrics.io import read_predictions
+
+    path = tmp_path / "t.jsonl"
+    path.write_text(json.dumps({"id": "a", "path": "/x.wav", "ref": "one two", "text": "one", "segments": []}) + "\n")
+    (row,) = read_predictions(path)
+    assert (row.id, row.ref, row.hyp) == ("a", "one two", "one")
+    assert "text" not in row.extra and row.extra["path"] == "/x.wav"
