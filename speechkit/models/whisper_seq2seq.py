@@ -373,9 +373,10 @@ def write_predictions(rows: Sequence[dict[str, str]], path: Path) -> Path:
 
 
 class WhisperCoreTask:
-    """What the data module, exporters and decoders read from a task that holds a :class:`WhisperSeq2Seq` as
-    ``self.core``: one definition for every Whisper task (a delegation mixin; the task itself is composed, not
-    inherited)."""
+    """What every Whisper task shares around its :class:`WhisperSeq2Seq` ``self.core``: the view the data module,
+    exporters and decoders read, and the evaluation hooks (``val_loss`` + WER; test predictions written to
+    ``hparams.predictions_file``). A delegation mixin for a ``LightningModule`` with ``self.wer`` and
+    ``self.predictions``; the task itself is composed, not inherited from another task."""
 
     core: WhisperSeq2Seq
     max_input_seconds: float = WhisperSeq2Seq.max_input_seconds  # Whisper's encoder takes at most 30 s
@@ -408,3 +409,23 @@ class WhisperCoreTask:
     def generation_config(self) -> GenerationConfig:
         """The core's generation config (knows any added language)."""
         return self.core.generation_config
+
+    def synthetic_batch(self, batch_size: int, duration_s: float, num_tokens: int) -> SpeechBatch:
+        """A random batch of one bucket's shape, for ``speechkit batch-sizes``."""
+        return self.core.synthetic_batch(batch_size, duration_s, num_tokens)
+
+    # ------------------------------------------------------------ evaluation (Lightning hooks)
+    def validation_step(self, batch: SpeechBatch, batch_idx: int) -> None:
+        self.log("val_loss", self(batch), batch_size=len(batch), sync_dist=True)
+        self.core.evaluate(batch, self.wer)
+
+    def on_validation_epoch_end(self) -> None:
+        log_wer(self, self.wer, "val")
+
+    def test_step(self, batch: SpeechBatch, batch_idx: int) -> None:
+        self.predictions += prediction_rows(batch, self.core.evaluate(batch, self.wer))
+
+    def on_test_epoch_end(self) -> None:
+        log_wer(self, self.wer, "test")
+        write_predictions(self.predictions, predictions_path(self.hparams.predictions_file, self.trainer))
+        self.predictions = []

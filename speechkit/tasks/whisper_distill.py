@@ -47,10 +47,6 @@ from speechkit.losses.checks import check_finite
 from speechkit.models.whisper_seq2seq import (
     WhisperCoreTask,
     WhisperSeq2Seq,
-    log_wer,
-    prediction_rows,
-    predictions_path,
-    write_predictions,
 )
 from speechkit.models.whisper_surgery import (
     STACKS,
@@ -292,22 +288,3 @@ class WhisperDistill(WhisperCoreTask, L.LightningModule):
                        f"{teacher:,}); removed layers {plan.get('remove', {})}, MLP neurons kept per layer "
                        f"{kept['neurons'] or 'all'}, heads kept per attention {kept['heads'] or 'all'}")
 
-    # ------------------------------------------------------------ evaluation (the student)
-    def validation_step(self, batch: SpeechBatch, batch_idx: int) -> None:
-        self.log("val_loss", self(batch), batch_size=len(batch), sync_dist=True)
-        self.core.evaluate(batch, self.wer)
-
-    def on_validation_epoch_end(self) -> None:
-        log_wer(self, self.wer, "val")
-
-    def test_step(self, batch: SpeechBatch, batch_idx: int) -> None:
-        self.predictions += prediction_rows(batch, self.core.evaluate(batch, self.wer))
-
-    def on_test_epoch_end(self) -> None:
-        log_wer(self, self.wer, "test")
-        write_predictions(self.predictions, predictions_path(self.hparams.predictions_file, self.trainer))
-        self.predictions = []
-
-    def synthetic_batch(self, batch_size: int, duration_s: float, num_tokens: int) -> SpeechBatch:
-        """A random batch of one bucket's shape, for ``speechkit batch-sizes``."""
-        return self.core.synthetic_batch(batch_size, duration_s, num_tokens)

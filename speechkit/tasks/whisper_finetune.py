@@ -28,8 +28,6 @@ from speechkit.models.adaptation import STRATEGIES, Strategy, apply_strategy, co
 from speechkit.models.whisper_seq2seq import (
     WhisperCoreTask,
     WhisperSeq2Seq,
-    log_wer,
-    prediction_rows,
     predictions_path,
     write_predictions,
 )
@@ -138,22 +136,7 @@ class WhisperFinetune(WhisperCoreTask, L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         record_task_class(self, checkpoint)
 
-    # ------------------------------------------------------------ evaluation
-    def validation_step(self, batch: SpeechBatch, batch_idx: int) -> None:
-        self.log("val_loss", self(batch), batch_size=len(batch), sync_dist=True)
-        self.core.evaluate(batch, self.wer)
-
-    def on_validation_epoch_end(self) -> None:
-        log_wer(self, self.wer, "val")
-
-    def test_step(self, batch: SpeechBatch, batch_idx: int) -> None:
-        self.predictions += prediction_rows(batch, self.core.evaluate(batch, self.wer))
-
-    def on_test_epoch_end(self) -> None:
-        log_wer(self, self.wer, "test")
-        write_predictions(self.predictions, predictions_path(self.hparams.predictions_file, self.trainer))
-        self.predictions = []
-
+    # ------------------------------------------------------------ prediction (evaluation: WhisperCoreTask)
     def predict_step(self, batch: SpeechBatch, batch_idx: int) -> list[dict[str, Any]]:
         """Transcribe a batch as ``speechkit transcribe`` does; its JSONL rows are written at the epoch's end."""
         rows = predict_rows(self.core, batch)
@@ -164,7 +147,3 @@ class WhisperFinetune(WhisperCoreTask, L.LightningModule):
         write_predictions(self.predictions, predictions_path(self.hparams.predictions_file, self.trainer))
         self.predictions = []
 
-    # ------------------------------------------------------------ batch-size search
-    def synthetic_batch(self, batch_size: int, duration_s: float, num_tokens: int) -> SpeechBatch:
-        """A random batch of one bucket's shape, for ``speechkit batch-sizes``."""
-        return self.core.synthetic_batch(batch_size, duration_s, num_tokens)
