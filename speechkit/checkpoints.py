@@ -118,6 +118,28 @@ def load_checkpoint(path: PathLike, map_location: Any = "cpu") -> dict[str, Any]
     return checkpoint
 
 
+def checkpoint_file_problem(path: Path) -> str | None:
+    """Why ``path`` is not a Lightning checkpoint, or None; cheap: reads the archive's index and pickle, no tensors.
+
+    A ``torch.save`` zip archive whose ``data.pkl`` names ``pytorch-lightning_version`` passes (the legacy non-zip
+    format, a protocol-2 pickle, is left to Lightning); a truncated archive, another kind of file or a bare
+    ``state_dict`` (``pytorch_model.bin``) does not.
+    """
+    with path.open("rb") as handle:
+        if handle.read(2) == b"\x80\x02":
+            return None
+    try:
+        with zipfile.ZipFile(path) as archive:
+            pickles = [name for name in archive.namelist() if name == "data.pkl" or name.endswith("/data.pkl")]
+            if not pickles:
+                return "a zip archive but not a PyTorch checkpoint"
+            if b"pytorch-lightning_version" not in archive.read(pickles[0]):
+                return "a PyTorch file but not a Lightning checkpoint (no pytorch-lightning_version: a state_dict?)"
+    except (zipfile.BadZipFile, OSError, EOFError):
+        return "not a PyTorch checkpoint (another kind of file, or a truncated save)"
+    return None
+
+
 def checkpoint_state_dict(checkpoint: Mapping[str, Any], path: PathLike) -> dict[str, torch.Tensor]:
     """The ``state_dict`` of a loaded checkpoint; its absence is an error naming ``path``."""
     state = checkpoint.get("state_dict")

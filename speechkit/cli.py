@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import sys
-import zipfile
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -122,28 +121,6 @@ def _yaml_ckpt_path(config: str, current: str | None) -> str | None:
     return str(value) if value is not None else current
 
 
-def checkpoint_file_problem(path: Path) -> str | None:
-    """Why ``path`` is not a Lightning checkpoint, or None; cheap: reads the archive's index and pickle, no tensors.
-
-    A ``torch.save`` zip archive whose ``data.pkl`` names ``pytorch-lightning_version`` passes (the legacy non-zip
-    format, a protocol-2 pickle, is left to Lightning); a truncated archive, another kind of file or a bare
-    ``state_dict`` (``pytorch_model.bin``) does not.
-    """
-    with path.open("rb") as handle:
-        if handle.read(2) == b"\x80\x02":
-            return None
-    try:
-        with zipfile.ZipFile(path) as archive:
-            pickles = [name for name in archive.namelist() if name == "data.pkl" or name.endswith("/data.pkl")]
-            if not pickles:
-                return "a zip archive but not a PyTorch checkpoint"
-            if b"pytorch-lightning_version" not in archive.read(pickles[0]):
-                return "a PyTorch file but not a Lightning checkpoint (no pytorch-lightning_version: a state_dict?)"
-    except (zipfile.BadZipFile, OSError, EOFError):
-        return "not a PyTorch checkpoint (another kind of file, or a truncated save)"
-    return None
-
-
 def check_ckpt_path(path: str) -> None:
     """Raise a one-line ``SpeechkitError`` naming ``--ckpt_path`` unless it is a checkpoint file (or 'last', ...)."""
     if path in CKPT_PATH_KEYWORDS or path.startswith("registry") or "://" in path:
@@ -151,6 +128,8 @@ def check_ckpt_path(path: str) -> None:
     file = Path(path)
     if not file.is_file():
         raise SpeechkitError(f"--ckpt_path {path}: {'not a file' if file.exists() else 'no such file'}")
+    from speechkit.checkpoints import checkpoint_file_problem  # torch + lightning: only when a path is given
+
     problem = checkpoint_file_problem(file)
     if problem is not None:
         raise SpeechkitError(f"--ckpt_path {path}: {problem}; expected a .ckpt written by speechkit fit")
