@@ -9,7 +9,6 @@ whatever their length.
 
 from __future__ import annotations
 
-import logging
 import struct
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -19,14 +18,13 @@ import numpy as np
 import soundfile
 from lhotse import Recording
 
-log = logging.getLogger(__name__)
+from speechkit.progress import progress_bar
 
 MIN_DURATION = 0.1  # seconds; below it an STFT of a few frames crashes training
 SILENCE_PEAK = 1e-4  # -80 dBFS: three 16-bit steps; a recording whose peak stays below it is silent
 LOSSY_TOLERANCE = 0.025  # seconds a lossy format (MP3, Ogg) may decode longer or shorter than its header says
 EXACT_FORMATS = frozenset({"WAV", "WAVEX", "W64", "RF64", "FLAC", "AIFF", "CAF"})
 BLOCK_FRAMES = 1 << 16
-PROGRESS_EVERY = 5000
 
 
 @dataclass(frozen=True)
@@ -151,7 +149,8 @@ def audio_problems(recording: Recording, min_duration: float = MIN_DURATION) -> 
 def screen_recordings(
     split: str, recordings: Iterable[Recording], min_duration: float = MIN_DURATION
 ) -> list[Rejection]:
-    """``audio_problems`` of every recording of one split, as rejections (empty when all pass).
+    """``audio_problems`` of every recording of one split, as rejections (empty when all pass), under a progress
+    bar (the bad ones counted beside it).
 
     Args:
         split: the split name recorded in each rejection.
@@ -159,10 +158,10 @@ def screen_recordings(
         min_duration: shortest accepted duration in seconds.
     """
     rejected = []
-    for done, recording in enumerate(recordings, start=1):
-        problems = audio_problems(recording, min_duration)
-        if problems:
-            rejected.append(Rejection(split, recording.id, recording_path(recording), "; ".join(problems)))
-        if done % PROGRESS_EVERY == 0:
-            log.info("%s: checked %d recordings (%d bad)", split, done, len(rejected))
+    with progress_bar(recordings, desc=f"{split}: check audio", unit="file") as bar:
+        for recording in bar:
+            problems = audio_problems(recording, min_duration)
+            if problems:
+                rejected.append(Rejection(split, recording.id, recording_path(recording), "; ".join(problems)))
+                bar.set_postfix(bad=len(rejected), refresh=False)
     return rejected

@@ -15,6 +15,7 @@ from pathlib import Path
 from lhotse import CutSet, RecordingSet, SupervisionSet
 
 from speechkit.data.corpora.base import (
+    Target,
     read_recording,
     open_target,
     require_dir,
@@ -23,6 +24,7 @@ from speechkit.data.corpora.base import (
 )
 from speechkit.data.corpora.checks import MIN_DURATION, Rejection
 from speechkit.errors import SpeechkitError
+from speechkit.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -81,26 +83,7 @@ def prepare(
         out_dir, "fsdd", source_dir, overwrite=overwrite, skip_bad=skip_bad, min_duration=min_duration
     )
     folder = recordings_dir(require_dir(source_dir, "fsdd").resolve())
-    splits: dict[str, tuple[list, list]] = {"train": ([], []), "dev": ([], []), "test": ([], [])}
-    seen: dict[str, Path] = {}
-    unreadable: list[Rejection] = []
-    for path in wav_files(folder):
-        match = FILE_PATTERN.match(path.name)
-        if match is None:
-            raise SpeechkitError(f"fsdd: unexpected file {path}: expected {{digit}}_{{speaker}}_{{take}}.wav")
-        if path.stem in seen:
-            raise SpeechkitError(f"fsdd: {seen[path.stem]} and {path} are the same recording {path.stem!r}")
-        seen[path.stem] = path
-        digit, speaker, take = int(match[1]), match[2], int(match[3])
-        recording = read_recording(target, split_of_take(take), path, unreadable)
-        if recording is None:
-            continue
-        supervision = whole_recording_supervision(
-            recording, DIGIT_WORDS[digit], "en", speaker, custom={"digit": digit, "take": take}
-        )
-        recs, sups = splits[split_of_take(take)]
-        recs.append(recording)
-        sups.append(supervision)
+    splits, unreadable = read_splits(target, folder)
     return write_corpus(
         target,
         {
@@ -109,3 +92,30 @@ def prepare(
         },
         unreadable,
     )
+
+
+def read_splits(target: Target, folder: Path) -> tuple[dict[str, tuple[list, list]], list[Rejection]]:
+    """``{split: (recordings, supervisions)}`` of the recordings in ``folder`` (headers read under a progress bar),
+    and the unreadable files left out (``target.skip_bad``)."""
+    splits: dict[str, tuple[list, list]] = {"train": ([], []), "dev": ([], []), "test": ([], [])}
+    seen: dict[str, Path] = {}
+    unreadable: list[Rejection] = []
+    with progress_bar(wav_files(folder), desc="fsdd: read headers", unit="file") as paths:
+        for path in paths:
+            match = FILE_PATTERN.match(path.name)
+            if match is None:
+                raise SpeechkitError(f"fsdd: unexpected file {path}: expected {{digit}}_{{speaker}}_{{take}}.wav")
+            if path.stem in seen:
+                raise SpeechkitError(f"fsdd: {seen[path.stem]} and {path} are the same recording {path.stem!r}")
+            seen[path.stem] = path
+            digit, speaker, take = int(match[1]), match[2], int(match[3])
+            recording = read_recording(target, split_of_take(take), path, unreadable)
+            if recording is None:
+                continue
+            supervision = whole_recording_supervision(
+                recording, DIGIT_WORDS[digit], "en", speaker, custom={"digit": digit, "take": take}
+            )
+            recs, sups = splits[split_of_take(take)]
+            recs.append(recording)
+            sups.append(supervision)
+    return splits, unreadable

@@ -40,6 +40,7 @@ from speechkit.data.corpora.base import Target, open_target, whole_recording_sup
 from speechkit.data.corpora.checks import MIN_DURATION
 from speechkit.data.synth import SpeakerStyle, Synthesizer, draw_styles, speakable, synthesize_to_file
 from speechkit.errors import SpeechkitError
+from speechkit.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -187,14 +188,13 @@ def synthesize_splits(
     rng = random.Random(f"{seed}-speaker-of-utterance")
     audio_dir = target.out_dir / "audio"
     splits: dict[str, tuple[list, list]] = {}
-    for index, utterance in enumerate(utterances, start=1):
-        style = styles[rng.randrange(len(styles))]
-        recording, supervision = _synthesize_one(synth, utterance, style, audio_dir, sample_rate)
-        recs, sups = splits.setdefault(utterance.split, ([], []))
-        recs.append(recording)
-        sups.append(supervision)
-        if index % 200 == 0 or index == len(utterances):
-            log.info("synthesized %d / %d utterances", index, len(utterances))
+    with progress_bar(utterances, desc=f"{target.corpus}: synthesize", unit="utt") as bar:
+        for utterance in bar:
+            style = styles[rng.randrange(len(styles))]
+            recording, supervision = _synthesize_one(synth, utterance, style, audio_dir, sample_rate)
+            recs, sups = splits.setdefault(utterance.split, ([], []))
+            recs.append(recording)
+            sups.append(supervision)
     order = [s for s in SPLITS if s in splits] + sorted(set(splits) - set(SPLITS))
     return write_corpus(
         target,

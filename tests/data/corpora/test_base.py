@@ -18,6 +18,7 @@ from lhotse import CutSet, Recording, RecordingSet, SupervisionSet, load_manifes
 from speechkit import cli
 from speechkit.data.corpora import base, fsdd
 from speechkit.errors import SpeechkitError
+from speechkit.progress import message_lines
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
@@ -32,7 +33,7 @@ def siblings(folder: Path) -> list[str]:
 
 def run_cli(argv: list[str], capsys: pytest.CaptureFixture) -> tuple[int, list[str]]:
     status = cli.main(argv)
-    return status, capsys.readouterr().err.strip().splitlines()
+    return status, message_lines(capsys.readouterr().err)
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from speechkit import cli
 from speechkit.data.corpora.base import manifest_path
 from speechkit.data.corpora import fsdd
 from speechkit.errors import SpeechkitError
+from speechkit.progress import message_lines
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +47,7 @@ def test_manifests_on_disk_match(fsdd_cuts: dict, fsdd_out: Path) -> None:
 
 def run_cli(argv: list[str], capsys: pytest.CaptureFixture) -> tuple[int, list[str]]:
     status = cli.main(argv)
-    return status, capsys.readouterr().err.strip().splitlines()
+    return status, message_lines(capsys.readouterr().err)
 
 
 def test_missing_source_folder_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
