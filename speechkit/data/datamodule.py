@@ -3,7 +3,8 @@
 Training uses Lhotse's ``DynamicBucketingSampler`` (duration buckets estimated from the training cuts, or given
 as 1-D / 2-D bins with optional per-bucket batch sizes). Under DDP every rank gets a distinct, equal share and
 the same bucket each step (``sync_buckets``); the Trainer must run with ``use_distributed_sampler: false``.
-Validation and test use static batches of ``val_batch_size`` cuts. A task that wants token ids defines
+Validation and test use static batches of ``val_batch_size`` cuts, counted once from the cuts' metadata so that
+the progress bar has a total (``CountedSampler``). A task that wants token ids defines
 ``tokenize(text) -> list[int]`` (and optionally ``pad_token_id``); the data module picks them up in ``setup``.
 
 Before the first step ``setup`` reads the manifests the stage will use (``check_data``) and refuses, in one line
@@ -83,6 +84,23 @@ class ResumableSampler(Sampler):
                 return
             yield cuts if self.augment is None else self.augment(cuts, epoch, index)
             index += 1
+
+
+class CountedSampler(Sampler):
+    """An evaluation sampler with a length, so that Lightning's progress bar shows a total and the time left (a
+    Lhotse sampler has no length: ``2/--``). The batches are counted once, by running the sampler over the cuts'
+    metadata (no audio is loaded); iterating it again starts it over.
+    """
+
+    def __init__(self, sampler: CutSampler) -> None:
+        self.sampler = sampler
+        self.num_batches = sum(1 for _ in sampler)
+
+    def __iter__(self) -> Iterator[CutSet]:
+        return iter(self.sampler)
+
+    def __len__(self) -> int:
+        return self.num_batches
 
 
 class SpeechDataModule(L.LightningDataModule):
@@ -304,7 +322,7 @@ class SpeechDataModule(L.LightningDataModule):
         sampler = SimpleCutSampler(
             self._cuts(split), max_cuts=self.config.val_batch_size, shuffle=False, rank=rank, world_size=world
         )
-        return self._loader(self.dataset(train=False), sampler)
+        return self._loader(self.dataset(train=False), CountedSampler(sampler))
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader("dev")
