@@ -43,6 +43,7 @@ from speechkit.compress.quant import (
     quantize_weights,
 )
 from speechkit.errors import SpeechkitError
+from speechkit.progress import progress_bar
 from speechkit.tensors import IGNORE_INDEX
 
 Method = Literal["none", "magnitude", "sparsegpt", "rtn", "gptq", "baq", "qbert", "fp8", "fp4"]
@@ -200,26 +201,28 @@ def subset_manifest(manifest: str, n: Optional[int], out: Path, name: str, sprea
     return str(path)
 
 
-def batches(task, manifest: str, batch_size: int) -> list:
-    """Static batches of ``manifest`` with the task's token ids (test-split loader of ``SpeechDataModule``)."""
+def batches(task, manifest: str, batch_size: int, desc: str = "load batches") -> list:
+    """Static batches of ``manifest`` with the task's token ids (test-split loader of ``SpeechDataModule``), read
+    under a progress bar named ``desc``."""
     from speechkit.data import SpeechDataModule
     from speechkit.data.config import DataConfig
 
     data = SpeechDataModule(config=DataConfig(test_cuts=manifest, val_batch_size=batch_size))
     data.tokenizer, data.pad_token_id = task.tokenize, task.pad_token_id
-    return list(data.test_dataloader())
+    return list(progress_bar(data.test_dataloader(), desc=desc, unit="batch"))
 
 
 @torch.no_grad()
-def evaluate(task, eval_batches: list, predictions: Optional[Path] = None) -> dict[str, float]:
+def evaluate(task, eval_batches: list, predictions: Optional[Path] = None, desc: str = "evaluate") -> dict[str, float]:
     """Greedy WER (normalized and raw), decode speed (audio seconds per wall second of ``transcribe``) and
     ``loss``, the teacher-forced cross-entropy per transcript token (nats; finer than WER when few words are
-    wrong); ``{"id", "ref", "hyp"}`` lines go to ``predictions`` when given."""
+    wrong); ``{"id", "ref", "hyp"}`` lines go to ``predictions`` when given. The batches go under a progress bar
+    named ``desc``."""
     from speechkit.models.whisper_seq2seq import prediction_rows
 
     metric = task.core.wer_metric()
     audio, wall, rows, nats, tokens = 0.0, 0.0, [], 0.0, 0
-    for batch in eval_batches:
+    for batch in progress_bar(eval_batches, desc=desc, unit="batch"):
         start = time.perf_counter()
         hyps = task.core.transcribe(batch)
         wall += time.perf_counter() - start
@@ -241,6 +244,20 @@ def _calibrate(task, calib: list) -> Callable[[nn.Module], None]:
     return lambda _model: [task(batch) for batch in calib]
 
 
+def _compress_linears(task, targets: list[str], calib: list, compress: Callable[[Tensor, object], Tensor],
+                      sequential: bool) -> None:
+    """``compress_linears`` on ``task.model`` under a progress bar over the target linears (each: its calibration
+    pass when ``sequential``, then ``compress``)."""
+    with progress_bar(desc="calibrate and compress", total=len(find_linears(task.model, targets)),
+                      unit="linear") as bar:
+        def counted(weight: Tensor, hessian: object) -> Tensor:
+            compressed = compress(weight, hessian)
+            bar.update()
+            return compressed
+
+        compress_linears(task.model, targets, _calibrate(task, calib), counted, sequential)
+
+
 def _group_units(weight: Tensor, group_size: Optional[int]) -> int:
     return weight.numel() // check_group_size(group_size, weight.shape[1])
 
@@ -256,15 +273,13 @@ def apply_method(task, cfg: CompressConfig, calib: list) -> dict[str, float]:
         if method == "magnitude":
             quantize_weights(model, targets, lambda w: magnitude_prune(w, cfg.sparsity))
         else:
-            compress_linears(model, targets, _calibrate(task, calib), lambda w, h: sparsegpt(w, h, cfg.sparsity),
-                             cfg.sequential)
+            _compress_linears(task, targets, calib, lambda w, h: sparsegpt(w, h, cfg.sparsity), cfg.sequential)
         return {name: sparse_bits(m.weight) for name, m in linears.items()}
     if method in ("rtn", "gptq"):
         if method == "rtn":
             quantize_weights(model, targets, lambda w: quantize_rtn(w, cfg.bits, cfg.group_size))
         else:
-            compress_linears(model, targets, _calibrate(task, calib), lambda w, h: gptq(w, h, cfg.bits, cfg.group_size),
-                             cfg.sequential)
+            _compress_linears(task, targets, calib, lambda w, h: gptq(w, h, cfg.bits, cfg.group_size), cfg.sequential)
         return {name: int_bits(m.weight, cfg.bits, cfg.group_size) for name, m in linears.items()}
     if method == "baq":
         return _baq(task, cfg, calib, linears)
@@ -282,7 +297,7 @@ def _baq(task, cfg: CompressConfig, calib: list, linears: dict[str, nn.Linear]) 
         columns[_name_of(linears, weight)] = bits
         return q
 
-    compress_linears(task.model, list(linears), _calibrate(task, calib), compress, cfg.sequential)
+    _compress_linears(task, list(linears), calib, compress, cfg.sequential)
     # one (scale, zero) per row, shared by every column width (gptq_with_losses' BAQ grid)
     return {name: float(columns[name].sum()) * m.out_features + 2 * SCALE_BITS * m.out_features
             for name, m in linears.items()}
@@ -322,8 +337,7 @@ def _qbert(task, cfg: CompressConfig, calib: list, linears: dict[str, nn.Linear]
         if cfg.quantizer == "rtn":
             quantize_weights(task.model, names, lambda w, b=b: quantize_rtn(w, b, cfg.group_size))
         else:
-            compress_linears(task.model, names, _calibrate(task, calib),
-                             lambda w, h, b=b: gptq(w, h, b, cfg.group_size), cfg.sequential)
+            _compress_linears(task, names, calib, lambda w, h, b=b: gptq(w, h, b, cfg.group_size), cfg.sequential)
     width = {n: b for names, b in zip(blocks.values(), bits) for n in names}
     return {n: int_bits(m.weight, width[n], cfg.group_size) for n, m in linears.items()}
 
@@ -386,16 +400,16 @@ def compress(cfg: CompressConfig) -> dict:
     calib_manifest = subset_manifest(cfg.calib_cuts or cfg.eval_cuts, cfg.num_calib, out, "calib_cuts", cfg.calib_spread)
     task = load_task(cfg.model, cfg.pad_to_30s, cfg.max_new_tokens)
     check_targets(task.model, cfg)  # a pattern that matches nothing or a bad group size fails before decoding
-    eval_batches = batches(task, eval_manifest, cfg.batch_size)
+    eval_batches = batches(task, eval_manifest, cfg.batch_size, "load eval_cuts")
     report: dict = {"config": None, "before": None}
     if not cfg.skip_before:
-        report["before"] = {**evaluate(task, eval_batches, out / "predictions_before.jsonl"),
+        report["before"] = {**evaluate(task, eval_batches, out / "predictions_before.jsonl", "evaluate before"),
                             **_dense_size(task, out / "uncompressed")}
     start = time.perf_counter()
-    target_bits = apply_method(task, cfg, batches(task, calib_manifest, cfg.batch_size))
+    target_bits = apply_method(task, cfg, batches(task, calib_manifest, cfg.batch_size, "load calib_cuts"))
     compress_s = time.perf_counter() - start
     folder = _save(task, out / "model")
-    report["after"] = {**evaluate(task, eval_batches, out / "predictions_after.jsonl"),
+    report["after"] = {**evaluate(task, eval_batches, out / "predictions_after.jsonl", "evaluate after"),
                        **size_report(task.model, target_bits, folder),
                        "compress_s": compress_s}
     report["config"] = asdict(cfg)
