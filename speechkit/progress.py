@@ -32,7 +32,7 @@ def progress_bar(
         desc: what is being done, e.g. ``fsdd: check audio``.
         total: the number of units to expect (default ``len(iterable)``); without one the bar shows no ETA.
         unit: the name of one unit (``file``, ``batch``, ``layer`` ...).
-        enabled: ``False`` draws nothing (the bar still counts).
+        enabled: ``False`` draws nothing.
     """
     return tqdm(iterable, desc=desc, total=total, unit=unit, file=sys.stderr, disable=not enabled,
                 dynamic_ncols=True)

@@ -14,7 +14,7 @@ import json
 import logging
 import warnings
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import TYPE_CHECKING, Any, Literal, Optional
 
 import yaml
 
@@ -31,6 +31,10 @@ from speechkit.data.sampling import (
     task_token_counter,
 )
 from speechkit.errors import SpeechkitError
+from speechkit.progress import progress_bar
+
+if TYPE_CHECKING:
+    from speechkit.data.batch_size_search import StepFn
 
 PRECISIONS = {"32": None, "32-true": None, "bf16-mixed": "bfloat16", "16-mixed": "float16"}
 Precision = Literal["32", "32-true", "bf16-mixed", "16-mixed"]
@@ -181,6 +185,21 @@ def _search_buckets(resolved: ResolvedConfig, model: Any, bins: list, tokens_per
     return list(zip(bins, tokens))
 
 
+def _bucket_progress(step: StepFn, buckets: list, bar: Any) -> StepFn:
+    """``step`` that first moves ``bar`` to the bucket of its shape: ``find_batch_sizes`` searches the buckets from
+    the last to the first, so the place of a step's bucket in that order is the number of buckets done."""
+    order = [tuple(map(float, b)) if isinstance(b, (tuple, list)) else (float(b),) for b in reversed(buckets)]
+
+    def stepped(batch_size: int, duration_s: float, num_tokens: int) -> Any:
+        shape = (float(duration_s), float(num_tokens))
+        done = next((i for i, key in enumerate(order) if key == shape[: len(key)]), bar.n)
+        bar.update(max(0, done - bar.n))
+        bar.set_postfix(batch_size=batch_size, refresh=False)
+        return step(batch_size, duration_s, num_tokens)
+
+    return stepped
+
+
 @command(fit_config=True)
 def batch_sizes(
     *,
@@ -244,6 +263,9 @@ def batch_sizes(
     dtype = PRECISIONS[precision] and getattr(torch, PRECISIONS[precision])
     step = make_training_step(model, device, autocast_dtype=dtype)
     budget = None if memory_budget_gb is None else memory_budget_gb * 1e9
-    sizes = find_batch_sizes(step, buckets, budget, device, start, tolerance, max_batch_size, tokens_per_second or 12.0)
+    with progress_bar(desc="batch-size search", total=len(buckets), unit="bucket") as bar:
+        sizes = find_batch_sizes(_bucket_progress(step, buckets, bar), buckets, budget, device, start, tolerance,
+                                 max_batch_size, tokens_per_second or 12.0)
+        bar.update(len(buckets) - bar.n)
     print(f"# {len(buckets)} buckets, device {device}, budget {memory_budget_gb} GB, precision {precision}")
     print(format_batch_sizes(sizes))
