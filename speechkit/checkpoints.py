@@ -38,9 +38,10 @@ import pickle
 import re
 import shutil
 import sys
+import tempfile
 import zipfile
 from pathlib import Path
-from typing import IO, Any, Callable, Mapping, Optional, Union
+from typing import IO, Any, Callable, Iterator, Mapping, Optional, Union
 
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
@@ -400,6 +401,42 @@ def save_atomic(obj: Any, path: PathLike, save: Callable[[Any, Any], None] = tor
                 "file there is unchanged)") from None
         raise
     _fsync_folder(folder)
+
+
+@contextlib.contextmanager
+def staged_folder(final: PathLike) -> Iterator[Path]:
+    """Build an output folder (an export, a converted model) in a hidden sibling and move it into place at the end.
+
+    Yields the staging folder. On success a folder already under ``final`` is replaced (moved aside, the new one
+    renamed in, the old one removed); on any error the staging folder is removed and ``final`` is left as it was,
+    so a failed export never leaves a half-written folder under its name.
+
+    Raises:
+        SpeechkitError: ``final`` is a file, or its parent cannot be written.
+    """
+    final = Path(final)
+    if final.exists() and not final.is_dir():
+        raise SpeechkitError(f"{final}: exists and is not a folder")
+    blocker = next((p for p in final.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise SpeechkitError(f"{final}: cannot write here ({blocker} is a file, not a folder)")
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
+    except OSError as error:
+        raise SpeechkitError(f"{final}: cannot write here ({error.strerror or error})") from None
+    try:
+        yield staging
+        staging.chmod(0o755)  # mkdtemp makes 0700 folders
+        old = final.parent / f".{final.name}.old-{os.getpid()}"
+        if final.exists():
+            os.replace(final, old)
+        os.replace(staging, final)
+        shutil.rmtree(old, ignore_errors=True)
+        _fsync_folder(final.parent)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
 
 
 def _fsync_folder(folder: Path) -> None:

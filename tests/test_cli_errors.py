@@ -230,7 +230,7 @@ def test_unwritable_export_out_is_one_line(tiny, tmp_path, capfd):
     blocker.write_text("")
     assert main(["export", "--checkpoint", str(checkpoint), "--out", str(blocker / "hf")]) == 2
     lines = problem_lines(capfd.readouterr().err)
-    assert lines == [f"speechkit export: error: {blocker / 'hf'}: Not a directory"]
+    assert lines == [f"speechkit export: error: {blocker / 'hf'}: cannot write here ({blocker} is a file, not a folder)"]
 
 
 

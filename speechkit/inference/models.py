@@ -11,10 +11,7 @@ from typing import Optional
 import torch
 
 from speechkit.errors import SpeechkitError
-from speechkit.models.ctranslate2 import WhisperBundle
-
-# Set on a model's config by an export of a checkpoint trained on variable-length encoder input.
-VARIABLE_LENGTH_KEY = "speechkit_variable_length_input"
+from speechkit.models.ctranslate2 import VARIABLE_LENGTH_KEY, WhisperBundle
 
 CHECKPOINT_SUFFIXES = (".ckpt", ".pt", ".pth")
 _TASK_PARTS = ("model", "tokenizer", "feature_extractor", "generation_config")

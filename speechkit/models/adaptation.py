@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Any, Literal, Mapping, get_args
 
 from peft import LoraConfig, PeftModel, get_peft_model
 from torch import nn
@@ -125,6 +125,7 @@ def export(
     generation_config: GenerationConfig,
     out_dir: str | Path,
     merge_lora: bool,
+    config_flags: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write a Hugging Face folder: model (or LoRA adapter), tokenizer, feature extractor, generation config.
 
@@ -137,6 +138,8 @@ def export(
         merge_lora: for a ``PeftModel``: ``True`` merges the adapters into a copy of the base weights (a plain
             Whisper folder that ``pipeline`` loads); ``False`` saves the adapter only (``PeftModel.from_pretrained``
             on the base model loads it). Ignored for a plain model.
+        config_flags: extra attributes written into the model's ``config.json`` (not into an adapter-only folder);
+            the model's own config is left as it was.
 
     Returns:
         ``out_dir``.
@@ -150,7 +153,14 @@ def export(
         if isinstance(model, PeftModel):
             model = copy.deepcopy(model).merge_and_unload()  # a copy: the training model keeps its adapters
         model.generation_config = generation_config
-        model.save_pretrained(out)
+        saved_config = model.config
+        model.config = copy.deepcopy(saved_config)
+        for name, value in (config_flags or {}).items():
+            setattr(model.config, name, value)
+        try:
+            model.save_pretrained(out)
+        finally:
+            model.config = saved_config
     tokenizer.save_pretrained(out)
     feature_extractor.save_pretrained(out)
     return out

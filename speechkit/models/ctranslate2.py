@@ -27,6 +27,10 @@ from speechkit.errors import SpeechkitError
 SUPPORTED_BINARY_VERSIONS = (5, 6)
 # CTranslate2's DataType enum order (include/ctranslate2/types.h; model_spec._dtype_to_type_id).
 _DTYPES = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float16, 5: "bfloat16"}
+_LANGUAGE_TOKEN = re.compile(r"<\|[a-z]{2,3}(?:[_-][A-Za-z]+)?\|>")
+# Set on a model's config (and under config.json's "speechkit" key of a CTranslate2 folder) by an export of a model
+# trained on variable-length encoder input, which may then be decoded that way (speechkit.inference.models).
+VARIABLE_LENGTH_KEY = "speechkit_variable_length_input"
 _NON_LANGUAGE_TOKENS = {
     "<|endoftext|>", "<|startoftranscript|>", "<|translate|>", "<|transcribe|>",
     "<|startoflm|>", "<|startofprev|>", "<|nocaptions|>", "<|notimestamps|>",
@@ -97,7 +101,8 @@ def read_model_bin(path: str | Path) -> tuple[str, int, dict[str, np.ndarray]]:
     Layout (little endian, ``model_spec._serialize``): ``uint32`` binary version; string spec name; ``uint32``
     revision; ``uint32`` count, then per variable: string name, ``uint8`` rank, ``uint32`` dims, ``uint8`` dtype id,
     ``uint32`` byte count, raw bytes; ``uint32`` alias count, then (alias, target) string pairs. A string is a
-    ``uint16`` length (with the NUL), the UTF-8 bytes and a NUL. Aliases are resolved to their target's array.
+    ``uint16`` length (with the NUL), the UTF-8 bytes and a NUL. Aliases are resolved to their target's array (and
+    its ``_scale``: an int8 folder's tied output projection is an alias of the quantized embedding).
 
     Args:
         path: the ``model.bin`` file.
@@ -127,6 +132,8 @@ def read_model_bin(path: str | Path) -> tuple[str, int, dict[str, np.ndarray]]:
             for _ in range(num_aliases):
                 alias, target = _read_string(stream), _read_string(stream)
                 variables[alias] = variables[target]
+                if target + "_scale" in variables:  # a quantized tied weight: the alias shares its scale too
+                    variables[alias + "_scale"] = variables[target + "_scale"]
     except (EOFError, UnicodeDecodeError, KeyError) as error:
         raise SpeechkitError(f"{path}: truncated or malformed CTranslate2 model.bin ({error!r})") from error
     return spec_name, revision, variables
@@ -257,12 +264,31 @@ def load_tokenizer(folder: str | Path, vocab_size: int | None = None) -> Whisper
     return tokenizer
 
 
-def _language_ids(tokenizer: WhisperTokenizerFast) -> dict[str, int]:
-    """``{"<|xx|>": id}`` for the special tokens between ``<|startoftranscript|>`` and ``<|translate|>``."""
-    start = tokenizer.convert_tokens_to_ids("<|startoftranscript|>")
-    stop = tokenizer.convert_tokens_to_ids("<|translate|>")
-    tokens = tokenizer.convert_ids_to_tokens(list(range(start + 1, stop)))
-    return {token: start + 1 + i for i, token in enumerate(tokens) if token not in _NON_LANGUAGE_TOKENS}
+def _language_ids(tokenizer: WhisperTokenizerFast, lang_ids: list[int] | None = None) -> dict[str, int]:
+    """``{"<|xx|>": id}`` of the language tokens: those a CTranslate2 ``config.json`` lists in ``lang_ids``, else the
+    special tokens between ``<|startoftranscript|>`` and ``<|translate|>``. A token Whisper never had (added by
+    :func:`speechkit.models.whisper_language.add_language`, after the timestamps) is also keyed by its bare code,
+    which ``generate(language="ky")`` looks up.
+
+    Raises:
+        SpeechkitError: a listed id that is not a ``<|xx|>`` token of ``tokenizer.json``.
+    """
+    from transformers.models.whisper.tokenization_whisper import TO_LANGUAGE_CODE
+
+    if not lang_ids:
+        start = tokenizer.convert_tokens_to_ids("<|startoftranscript|>")
+        stop = tokenizer.convert_tokens_to_ids("<|translate|>")
+        lang_ids = [i for i in range(start + 1, stop) if tokenizer.convert_ids_to_tokens(i) not in _NON_LANGUAGE_TOKENS]
+    mapping = {}
+    for token_id in sorted(set(lang_ids)):
+        token = tokenizer.convert_ids_to_tokens(int(token_id))
+        if not (isinstance(token, str) and _LANGUAGE_TOKEN.fullmatch(token)) or token in _NON_LANGUAGE_TOKENS:
+            raise SpeechkitError(f"config.json: lang_ids lists {token_id}, which is {token!r} in tokenizer.json, not a "
+                                 "language token <|xx|>")
+        mapping[token] = int(token_id)
+        if token[2:-2] not in TO_LANGUAGE_CODE.values():
+            mapping[token[2:-2]] = int(token_id)
+    return mapping
 
 
 def whisper_generation_config(
@@ -295,10 +321,7 @@ def whisper_generation_config(
         alignment_heads=[list(pair) for pair in ct2.get("alignment_heads") or []],
     )
     if multilingual:
-        lang_to_id = _language_ids(tokenizer)
-        if ct2.get("lang_ids") and sorted(lang_to_id.values()) != sorted(ct2["lang_ids"]):
-            raise SpeechkitError("config.json: lang_ids disagree with the language tokens of tokenizer.json")
-        fields.update(lang_to_id=lang_to_id, task_to_id={"transcribe": ids("<|transcribe|>"), "translate": ids("<|translate|>")})
+        fields.update(lang_to_id=_language_ids(tokenizer, ct2.get("lang_ids")), task_to_id={"transcribe": ids("<|transcribe|>"), "translate": ids("<|translate|>")})
     return GenerationConfig(**fields)
 
 
@@ -323,6 +346,23 @@ def _whisper_config(variables: dict, tokenizer: WhisperTokenizerFast) -> Whisper
         decoder_start_token_id=tokenizer.convert_tokens_to_ids("<|startoftranscript|>"),
         begin_suppress_tokens=[220, eot],
     )
+
+
+def _generation_config(folder: Path, config: WhisperConfig, tokenizer: WhisperTokenizerFast) -> GenerationConfig:
+    """The folder's ``generation_config.json`` when it has one (``speechkit export --format ctranslate2`` copies it:
+    default language included), else one rebuilt from ``config.json``; the ``"speechkit"`` entry of ``config.json``
+    (:mod:`speechkit.models.ctranslate2_writer`) supplies the default language and the variable-length flag."""
+    ct2 = json.loads((folder / "config.json").read_text())
+    if (folder / "generation_config.json").is_file():
+        generation = GenerationConfig.from_pretrained(folder)
+    else:
+        generation = whisper_generation_config(config, tokenizer, ct2)
+    defaults = ct2.get("speechkit") or {}
+    if defaults.get("language") and not getattr(generation, "language", None):
+        generation.language, generation.task = defaults["language"], defaults.get("task") or "transcribe"
+    if defaults.get("variable_length_input"):
+        setattr(config, VARIABLE_LENGTH_KEY, True)
+    return generation
 
 
 # --------------------------------------------------------------------------- the public loader
@@ -374,6 +414,6 @@ def load_ctranslate2(model_dir: str | Path, dtype: torch.dtype = torch.float32) 
     model.load_state_dict({k: v.to(dtype) for k, v in state.items()}, strict=True, assign=True)
     if config.tie_word_embeddings:
         model.proj_out.weight = model.model.decoder.embed_tokens.weight
-    model.generation_config = whisper_generation_config(config, tokenizer, json.loads((folder / "config.json").read_text()))
+    model.generation_config = _generation_config(folder, config, tokenizer)
     feature_extractor = WhisperFeatureExtractor(feature_size=config.num_mel_bins)
     return WhisperBundle(model.eval(), tokenizer, feature_extractor, model.generation_config)

@@ -43,7 +43,7 @@ from speechkit.data.manifests import language_code
 from speechkit.errors import SpeechkitError
 from speechkit.metrics.stateful import WERMetric
 from speechkit.models.adaptation import export
-from speechkit.models.ctranslate2 import WhisperBundle
+from speechkit.models.ctranslate2 import VARIABLE_LENGTH_KEY, WhisperBundle
 from speechkit.models.pretrained import load_whisper
 from speechkit.models.whisper_encoder import generate_variable_length, variable_length_input
 from speechkit.models.whisper_language import add_language, decoder_prompt_ids, has_language, is_multilingual
@@ -270,13 +270,22 @@ class WhisperSeq2Seq:
     def export(self, out_dir: str | Path, merge_lora: bool = False) -> Path:
         """Write a Hugging Face folder (model or LoRA adapter, tokenizer, feature extractor, generation config).
 
+        The generation config carries the training language and task as defaults (a multilingual model), so
+        ``pipeline(...)`` without a language decodes in it instead of detecting one: a new language's token was
+        never a detection target, and detection picks another language. A model trained on unpadded input says so
+        in its config (:data:`speechkit.models.ctranslate2.VARIABLE_LENGTH_KEY`), for ``speechkit transcribe``.
+
         Raises:
             SpeechkitError: shapes a Hugging Face Whisper config cannot rebuild (attention heads pruned: the
                 attention width is ``heads x 64``, not ``d_model``), naming the first such weight.
         """
         if not hasattr(self.model, "peft_config"):  # LoRA never changes shapes
             check_exportable(self.model)
-        return export(self.model, self.tokenizer, self.feature_extractor, self.generation_config, out_dir, merge_lora)
+        generation = copy.deepcopy(self.generation_config)
+        if is_multilingual(self.tokenizer) and self.language:
+            generation.language, generation.task = self.language, self.task
+        flags = {} if self.pad_to_30s else {VARIABLE_LENGTH_KEY: True}
+        return export(self.model, self.tokenizer, self.feature_extractor, generation, out_dir, merge_lora, flags)
 
     def synthetic_batch(self, batch_size: int, duration_s: float, num_tokens: int) -> SpeechBatch:
         """A random batch of one bucket's shape, for ``speechkit batch-sizes``."""
