@@ -132,18 +132,33 @@ def check_language(bundle: WhisperBundle, language: Optional[str], model_name: s
     return code
 
 
-def generation_config_for(bundle: WhisperBundle, options: DecodeOptions) -> GenerationConfig:
-    """A copy of the model's generation config with the decoding length and beam size of ``options``.
+def decoding_config(generation_config: GenerationConfig, max_new_tokens: int, num_beams: int) -> GenerationConfig:
+    """A copy of ``generation_config`` that decodes at most ``max_new_tokens`` tokens past the prompt, deterministic
+    (greedy for ``num_beams=1``, else beam search).
 
     The length goes into ``max_length`` (Whisper's ``generate`` counts it past the prompt) and ``max_new_tokens``
     stays unset: the model's config already sets ``max_length``, and setting both makes transformers warn on
     every call. (In long-form, transformers adds the prompt's length to ``max_length`` again at every window, up
     to the decoder's 448 positions: the cap loosens by 1-3 tokens a window without ``condition_on_prev_tokens``.)
     """
-    config = copy.deepcopy(bundle.generation_config)
-    config.update(max_length=options.max_new_tokens, max_new_tokens=None, num_beams=options.num_beams,
-                  do_sample=False, temperature=None)
+    config = copy.deepcopy(generation_config)
+    config.update(max_length=max_new_tokens, max_new_tokens=None, num_beams=num_beams, do_sample=False,
+                  temperature=None)
     return config
+
+
+def generation_config_for(bundle: WhisperBundle, options: DecodeOptions) -> GenerationConfig:
+    """The model's generation config with the decoding length and beam size of ``options`` (:func:`decoding_config`)."""
+    return decoding_config(bundle.generation_config, options.max_new_tokens, options.num_beams)
+
+
+def frame_mask(lengths: Optional[torch.Tensor], batch_size: int, frames: int, device: torch.device) -> torch.Tensor:
+    """``(B, frames)`` mask of each input's real log-mel frames (all of them without ``lengths``): the
+    ``attention_mask`` that ``generate`` asks for with a batch (without it transformers warns that the end token
+    is also the padding token)."""
+    if lengths is None:
+        return torch.ones(batch_size, frames, dtype=torch.long, device=device)
+    return (torch.arange(frames, device=device)[None, :] < lengths.to(device)[:, None]).long()
 
 
 def _prompt_kwargs(bundle: WhisperBundle, languages: Sequence[str], task: str) -> dict:
@@ -159,8 +174,9 @@ class _DropInternalWarning(logging.Filter):
 
 
 @contextlib.contextmanager
-def _quiet_internal_warning() -> Iterator[None]:
-    """Hide the one warning transformers raises about its own internal call (see ``_INTERNAL_WARNING``)."""
+def quiet_internal_warning() -> Iterator[None]:
+    """Hide the one warning transformers raises about its own internal call (see ``_INTERNAL_WARNING``): Whisper's
+    ``generate`` always passes ``suppress_tokens`` beside its ``generation_config``, whatever the caller gives."""
     logger, drop = logging.getLogger("transformers.generation.utils"), _DropInternalWarning()
     logger.addFilter(drop)
     try:
@@ -254,11 +270,8 @@ def _generate_short(whisper: WhisperForConditionalGeneration, hidden: torch.Tens
     sample = temperature > 0
     config.update(do_sample=sample, temperature=temperature if sample else None, return_dict_in_generate=True,
                   output_logits=True, **({"num_beams": 1} if sample else {}))
-    frames = hidden.shape[1] * 2  # the decoder's attention mask is the encoder input's (B, T) frame mask
-    mask = torch.ones(hidden.shape[0], frames, dtype=torch.long, device=hidden.device)
-    if lengths is not None:
-        mask = (torch.arange(frames, device=hidden.device)[None, :] < lengths.to(hidden.device)[:, None]).long()
-    with variable_length_input(whisper, lengths), _quiet_internal_warning():
+    mask = frame_mask(lengths, hidden.shape[0], hidden.shape[1] * 2, hidden.device)  # encoder input frames (B, T)
+    with variable_length_input(whisper, lengths), quiet_internal_warning():
         output = whisper.generate(encoder_outputs=BaseModelOutput(last_hidden_state=hidden), attention_mask=mask,
                                   generation_config=config, **prompt)
     return _token_logprobs(output.sequences, output.logits, config.eos_token_id)
@@ -367,7 +380,7 @@ def decode_long(bundle: WhisperBundle, waveforms: Sequence[np.ndarray], options:
     features, mask = long_features(bundle, waveforms)
     features = _inputs_on(whisper, features)
     monitor = _Monitor(progress or (lambda seconds: None))
-    with torch.no_grad(), _quiet_internal_warning():
+    with torch.no_grad(), quiet_internal_warning():
         languages = [language] * len(waveforms) if language else _detect_long(bundle, features)
         torch.manual_seed(options.seed)
         output = whisper.generate(

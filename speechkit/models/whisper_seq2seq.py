@@ -45,6 +45,7 @@ from speechkit.metrics.stateful import WERMetric
 from speechkit.models.adaptation import export
 from speechkit.models.ctranslate2 import VARIABLE_LENGTH_KEY, WhisperBundle
 from speechkit.models.pretrained import load_whisper
+from speechkit.models.whisper_decode import decoding_config, frame_mask, quiet_internal_warning
 from speechkit.models.whisper_encoder import generate_variable_length, variable_length_input
 from speechkit.models.whisper_language import add_language, decoder_prompt_ids, has_language, is_multilingual
 from speechkit.tensors import IGNORE_INDEX
@@ -240,16 +241,20 @@ class WhisperSeq2Seq:
     # -------------------------------------------------------------- decoding
     @torch.no_grad()
     def generate(self, batch: SpeechBatch) -> torch.Tensor:
-        """Token ids ``(B, U')`` decoded by batched greedy search (``num_beams=1``) or beam search."""
+        """Token ids ``(B, U')`` decoded by batched greedy search (``num_beams=1``) or beam search, at most
+        ``max_new_tokens`` past the prompt. ``generate`` is given what it asks for (the length as ``max_length`` only,
+        the input's frame mask, the language and task), so it warns about none of it on any batch."""
         feats, lens = self.features(batch)
-        config = copy.deepcopy(self.generation_config)
-        config.update(num_beams=self.num_beams, max_new_tokens=self.max_new_tokens, max_length=None)
-        kwargs: dict[str, Any] = {"generation_config": config}
+        kwargs: dict[str, Any] = {
+            "generation_config": decoding_config(self.generation_config, self.max_new_tokens, self.num_beams),
+            "attention_mask": frame_mask(lens, len(lens), feats.shape[-1], feats.device),
+        }
         if is_multilingual(self.tokenizer):
             kwargs.update(language=self.language, task=self.task)
-        if self.pad_to_30s:
-            return self.model.generate(input_features=feats, **kwargs)
-        return generate_variable_length(self.model, feats, lens, **kwargs)
+        with quiet_internal_warning():
+            if self.pad_to_30s:
+                return self.model.generate(input_features=feats, **kwargs)
+            return generate_variable_length(self.model, feats, lens, **kwargs)
 
     def transcribe(self, batch: SpeechBatch) -> list[str]:
         """Transcripts of a batch (:meth:`generate`, special tokens dropped, stripped)."""
