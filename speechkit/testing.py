@@ -30,11 +30,13 @@ def tone_corpus(
     seed: int = 0,
     min_duration: float = 0.3,
     max_duration: float = 1.2,
+    language: str = "en",
 ) -> CutSet:
     """Writes a tiny corpus of noisy sine tones: class ``k`` is a tone at ``300 * (k + 1)`` Hz.
 
     The text is the class word (``"tone0"`` ...) and ``custom["label"]`` the class index, so both recognition and
-    classification tasks can learn it in a few steps. Returns the cuts (also written as manifests).
+    classification tasks can learn it in a few steps; ``language`` labels the supervisions. Returns the cuts (also
+    written as manifests).
     """
     out_dir = Path(out_dir)
     (out_dir / "audio").mkdir(parents=True, exist_ok=True)
@@ -52,7 +54,7 @@ def tone_corpus(
         supervisions.append(
             SupervisionSegment(
                 id=path.stem, recording_id=path.stem, start=0.0, duration=recording.duration, channel=0,
-                text=f"tone{label}", language="en", speaker=f"spk{i % 3}", custom={"label": label},
+                text=f"tone{label}", language=language, speaker=f"spk{i % 3}", custom={"label": label},
             )
         )
     return write_split(out_dir, split, RecordingSet.from_recordings(recordings), SupervisionSet.from_segments(supervisions))
