@@ -213,7 +213,7 @@ def stage_args(plan: Plan, stage: Stage, stage_dir: Path, init_checkpoint: Optio
     """The ``speechkit fit`` arguments of one stage (later arguments win: plan, stage, stage overrides, extra), and
     ``--trainer.val_check_interval <max_steps>`` last when the resolved run validates less often than the stage
     trains (a stage that never validates has no best checkpoint to gate on)."""
-    logger = {"class_path": "lightning.pytorch.loggers.CSVLogger",
+    logger = {"class_path": "speechkit.loggers.CSVTensorBoardLogger",
               "init_args": {"save_dir": str(stage_dir), "name": "", "version": ""}}
     args = [
         "-c", plan.base_config, *plan.overrides,

@@ -99,6 +99,9 @@ def test_passing_gate_chains_best_checkpoints_and_grows_a_new_language(setup, mo
             start = starts[1][name] if tensor.shape == starts[1][name].shape else starts[1][name][:vocab]
             torch.testing.assert_close(start, tensor, rtol=0, atol=0)
     assert not torch.equal(starts[0][key], best[key])  # stage 1 trained: its start differs from its best
+    for stage in ("s0", "s1"):  # each stage logs metrics.csv and a TensorBoard event file in its own folder
+        assert (root / plan.stem / stage / "metrics.csv").is_file()
+        assert list((root / plan.stem / stage).glob("events.out.tfevents.*"))
 
 
 def test_dropping_an_added_token_is_refused_before_training(setup):
