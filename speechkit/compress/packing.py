@@ -37,7 +37,11 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from speechkit.compress.quant.formats import FORMATS, check_group_size, round_to_minifloat
+from speechkit.compress.quant.formats import (
+    FORMATS,
+    check_group_size,
+    round_to_minifloat,
+)
 from speechkit.errors import SpeechkitError
 
 MAX_PACKED_BITS = 8  # codes are stored in bytes; wider INT grids have no packed format here
@@ -206,7 +210,8 @@ def pack_int_columns(weight: Tensor, column_bits: Tensor) -> dict[str, Tensor]:
     :func:`pack_int` with one grid a row (``b{b}.codes`` / ``.scale`` / ``.zero``), and ``column_bits`` ``(in,)``."""
     column_bits = column_bits.reshape(-1).to(torch.uint8)
     if column_bits.numel() != weight.shape[1]:
-        raise SpeechkitError(f"column_bits must have {weight.shape[1]} entries (weight's in), got {column_bits.numel()}")
+        raise SpeechkitError(f"column_bits must have {weight.shape[1]} entries (weight's in), "
+                             f"got {column_bits.numel()}")
     packed = {"column_bits": column_bits.clone()}
     for bits in sorted(set(column_bits.tolist())):
         columns = weight[:, column_bits == bits]  # (out, columns of this width)
@@ -236,7 +241,8 @@ def unpack_sparse(tensors: dict[str, Tensor], shape: list[int]) -> Tensor:
     """The float32 weight of :func:`pack_sparse` output."""
     keep = unpack_bits(tensors["mask"], 1, math.prod(shape)).bool()
     if int(keep.sum()) != tensors["values"].numel():
-        raise SpeechkitError(f"sparse mask keeps {int(keep.sum())} entries but {tensors['values'].numel()} values are stored")
+        raise SpeechkitError(f"sparse mask keeps {int(keep.sum())} entries but {tensors['values'].numel()} values "
+                             "are stored")
     weight = torch.zeros(math.prod(shape), dtype=torch.float32)
     weight[keep] = tensors["values"].float()
     return weight.reshape(shape)
@@ -359,7 +365,7 @@ def unpack_weight(tensors: dict[str, Tensor], layout: dict) -> Tensor:
     kind, shape = layout.get("kind"), list(layout["shape"])
     if kind == "sparse":
         return unpack_sparse(tensors, shape)
-    if kind == "int" and layout.get("column_bits"):
+    if kind == "int" and (layout.get("column_bits") is True or isinstance(layout.get("column_bits"), Tensor)):
         return unpack_int_columns(tensors, shape)
     if kind == "int":
         return unpack_int(tensors, shape, layout["bits"], layout.get("group_size"))

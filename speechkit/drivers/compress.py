@@ -12,7 +12,18 @@ encoder and decoder blocks; the conv stem, embeddings / tied output projection a
 
 Every quantizer is simulated (fake-quant: weights are dequantized to float32), so the saved folder is a normal
 Whisper and decode speed on CPU measures dense float32 GEMMs; speed changes only when shapes change.
-The size report therefore gives the dense file as saved and a *counted* compressed size (see ``weight_bits``).
+The size report gives the dense file as saved, a *counted* compressed size (see ``int_bits`` / ``sparse_bits``) and
+the *measured* size of the artifacts written beside it:
+
+* ``model.packed.safetensors`` for every method with a packed format (sparse, INT-k up to 8 bits, BAQ, FP8 / FP4;
+  :mod:`speechkit.compress.packing`): the target weights packed, everything else as saved. :func:`read_packed` gives
+  back ``model/model.safetensors`` exactly (the target weights are first replaced by their unpacked form, which
+  changes a GPTQ weight by at most a float32 rounding, so the evaluated, saved and packed weights are one model).
+* ``--format ctranslate2`` (INT8 RTN per row): ``ctranslate2_float32/`` and ``ctranslate2_int8/``, CTranslate2's
+  own converter on the uncompressed model (its int8: symmetric per-row absmax, 127 levels a side, the grid of
+  ``--method rtn --bits 8 --symmetric``; it also quantizes the embeddings, the output projection and the conv stem,
+  and on CPU computes int8 GEMMs with dynamically quantized activations), both decoded by CTranslate2 on the
+  evaluation clips: WER, speed and ``model.bin`` size beside the simulated row.
 """
 
 from __future__ import annotations
@@ -28,9 +39,16 @@ from lhotse import CutSet
 from torch import Tensor, nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from speechkit.commands import command
+from speechkit.compress.packing import (
+    MAX_PACKED_BITS,
+    pack_weight,
+    stored_layout,
+    unpack_state_dict,
+    unpack_weight,
+)
 from speechkit.compress.prune import find_linears, magnitude_prune, sparsegpt
 from speechkit.compress.prune.magnitude import check_sparsity
-from speechkit.commands import command
 from speechkit.compress.quant import (
     allocate_bits,
     check_bits,
@@ -50,6 +68,10 @@ Method = Literal["none", "magnitude", "sparsegpt", "rtn", "gptq", "baq", "qbert"
 Quantizer = Literal["rtn", "gptq"]
 FloatFormat = Literal["e4m3", "e5m2", "e2m1"]
 FloatScale = Literal["none", "tensor", "channel", "group"]
+ArtifactFormat = Literal["hf", "ctranslate2"]
+INT_METHODS = ("rtn", "gptq", "baq", "qbert")
+PACKED_FILE = "model.packed.safetensors"
+PACKED_FORMAT = "speechkit-packed-1"
 METHODS: tuple[str, ...] = get_args(Method)
 FLOAT_FORMATS = {"fp8": ("e4m3", "e5m2"), "fp4": ("e2m1",)}
 DEFAULT_TARGETS = ("model.encoder.layers.*", "model.decoder.layers.*")
@@ -61,7 +83,9 @@ class CompressConfig:
     """Prune or quantize a Whisper checkpoint, then measure WER, size and CPU decode speed.
 
     The fields are the options of ``speechkit compress`` (declared once, here). The compressed Hugging Face folder
-    goes to ``<out>/model``, the numbers to ``<out>/report.json``; the table of before / after is printed.
+    goes to ``<out>/model``, its packed weights to ``<out>/model.packed.safetensors`` (methods with a packed format),
+    CTranslate2 folders to ``<out>/ctranslate2_{float32,int8}`` (``--format ctranslate2``), the numbers to
+    ``<out>/report.json``; the table of before / after (and CTranslate2) rows is printed.
 
     Args:
         model: ``ct2:tiny.en``, a Hugging Face Whisper folder, or a ``WhisperFinetune`` / ``WhisperDistill`` .ckpt.
@@ -79,6 +103,11 @@ class CompressConfig:
         avg_bits: average-bits budget of ``baq`` / ``qbert``.
         choices: bit widths ``qbert`` may give a block (``baq`` uses 2..8).
         quantizer: how ``qbert`` quantizes a block at its allocated width.
+        symmetric: INT grids (``rtn`` / ``gptq`` / ``baq`` / ``qbert``) symmetric around 0, no zero point
+            (CTranslate2's int8 grid at 8 bits per row) instead of GPTQ's asymmetric min/max grid.
+        format: ``hf``: the Hugging Face folder (+ the packed file); ``ctranslate2`` also writes CTranslate2
+            float32 and int8 folders of the uncompressed model and decodes the clips with them (needs
+            ``--method rtn --bits 8`` per row and the ``ctranslate2`` package).
         float_format: ``e4m3`` / ``e5m2`` for ``fp8`` (default e4m3), ``e2m1`` for ``fp4``.
         float_scale: scale granularity of ``fp8`` / ``fp4`` (``group`` uses ``group_size``, default 32).
         targets: glob patterns of ``nn.Linear`` names to compress.
@@ -100,6 +129,8 @@ class CompressConfig:
             --eval_cuts out/fsdd/cuts_test.jsonl.gz --out exp/compress/magnitude50
         python tools/compress.py --model exp/fsdd/last.ckpt --method gptq --bits 4 --group-size 128 \\
             --eval-cuts cuts_test.jsonl.gz --calib-cuts cuts_train.jsonl.gz --one-pass --out exp/compress/gptq4
+        speechkit compress --model exp/fsdd/last.ckpt --method rtn --bits 8 --symmetric --format ctranslate2 \\
+            --eval-cuts cuts_test.jsonl.gz --out exp/compress/int8_ct2
     """
 
     model: str
@@ -116,6 +147,8 @@ class CompressConfig:
     avg_bits: float = 4.0
     choices: tuple[int, ...] = (2, 3, 4, 8)
     quantizer: Quantizer = "rtn"
+    symmetric: bool = False
+    format: ArtifactFormat = "hf"
     float_format: Optional[FloatFormat] = None
     float_scale: FloatScale = "channel"
     targets: tuple[str, ...] = DEFAULT_TARGETS
@@ -155,6 +188,26 @@ class CompressConfig:
                 raise SpeechkitError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.num_eval is not None and self.num_eval < 1:
             raise SpeechkitError(f"num_eval must be at least 1, got {self.num_eval}")
+        self._validate_artifacts()
+
+    def _validate_artifacts(self) -> None:
+        """``symmetric`` and ``format`` fit the method (one line naming the options)."""
+        if self.symmetric and self.method not in INT_METHODS:
+            raise SpeechkitError(f"--symmetric applies to the INT methods ({', '.join(INT_METHODS)}), "
+                                 f"not --method {self.method}")
+        if self.format not in get_args(ArtifactFormat):
+            raise SpeechkitError(f"format {self.format!r}: expected hf or ctranslate2")
+        if self.format == "ctranslate2":
+            if (self.method, self.bits, self.group_size) != ("rtn", 8, None):
+                got = f"--method {self.method}" + (f" --bits {self.bits}" if self.method in INT_METHODS else "") + \
+                    (f" --group-size {self.group_size}" if self.group_size is not None else "")
+                raise SpeechkitError(f"--format ctranslate2 writes CTranslate2's int8 (per-row absmax): it goes with "
+                                     f"--method rtn --bits 8 and no --group-size, got {got}")
+            import importlib.util
+
+            if importlib.util.find_spec("ctranslate2") is None:
+                raise SpeechkitError("--format ctranslate2 needs the ctranslate2 package: "
+                                     'pip install "speechkit[deploy]"')
 
 
 # ------------------------------------------------------------------ model and data
@@ -262,9 +315,11 @@ def _group_units(weight: Tensor, group_size: Optional[int]) -> int:
     return weight.numel() // check_group_size(group_size, weight.shape[1])
 
 
-def apply_method(task, cfg: CompressConfig, calib: list) -> dict[str, float]:
+def apply_method(task, cfg: CompressConfig, calib: list,
+                 column_bits: Optional[dict[str, Tensor]] = None) -> dict[str, float]:
     """Compress ``task.model`` in place; returns the counted bits of every target weight (``int_bits``,
-    ``sparse_bits``, or the method's own count)."""
+    ``sparse_bits``, or the method's own count). ``baq`` puts each target's ``(in,)`` bits per column into
+    ``column_bits`` when given (its packed layout)."""
     model, targets, method = task.model, list(cfg.targets), cfg.method
     linears = find_linears(model, targets)  # fails early, naming a pattern that matches nothing
     if method == "none":
@@ -276,30 +331,32 @@ def apply_method(task, cfg: CompressConfig, calib: list) -> dict[str, float]:
             _compress_linears(task, targets, calib, lambda w, h: sparsegpt(w, h, cfg.sparsity), cfg.sequential)
         return {name: sparse_bits(m.weight) for name, m in linears.items()}
     if method in ("rtn", "gptq"):
+        bits, size, symmetric = cfg.bits, cfg.group_size, cfg.symmetric
         if method == "rtn":
-            quantize_weights(model, targets, lambda w: quantize_rtn(w, cfg.bits, cfg.group_size))
+            quantize_weights(model, targets, lambda w: quantize_rtn(w, bits, size, symmetric))
         else:
-            _compress_linears(task, targets, calib, lambda w, h: gptq(w, h, cfg.bits, cfg.group_size), cfg.sequential)
-        return {name: int_bits(m.weight, cfg.bits, cfg.group_size) for name, m in linears.items()}
+            _compress_linears(task, targets, calib, lambda w, h: gptq(w, h, bits, size, symmetric), cfg.sequential)
+        return {name: int_bits(m.weight, bits, size, symmetric) for name, m in linears.items()}
     if method == "baq":
-        return _baq(task, cfg, calib, linears)
+        return _baq(task, cfg, calib, linears, {} if column_bits is None else column_bits)
     if method == "qbert":
         return _qbert(task, cfg, calib, linears)
     return _minifloat(model, cfg, linears)
 
 
-def _baq(task, cfg: CompressConfig, calib: list, linears: dict[str, nn.Linear]) -> dict[str, float]:
-    """BAQ inside each layer: per-column widths whose weighted mean is at most ``avg_bits``."""
-    columns: dict[str, Tensor] = {}
+def _baq(task, cfg: CompressConfig, calib: list, linears: dict[str, nn.Linear],
+         columns: dict[str, Tensor]) -> dict[str, float]:
+    """BAQ inside each layer: per-column widths whose weighted mean is at most ``avg_bits`` (into ``columns``)."""
 
     def compress(weight: Tensor, hessian) -> Tensor:
-        q, bits = gptq_baq(weight, hessian, cfg.avg_bits)
+        q, bits = gptq_baq(weight, hessian, cfg.avg_bits, symmetric=cfg.symmetric)
         columns[_name_of(linears, weight)] = bits
         return q
 
     _compress_linears(task, list(linears), calib, compress, cfg.sequential)
-    # one (scale, zero) per row, shared by every column width (gptq_with_losses' BAQ grid)
-    return {name: float(columns[name].sum()) * m.out_features + 2 * SCALE_BITS * m.out_features
+    # one (scale, zero) per row, shared by every column width (gptq_with_losses' BAQ grid); symmetric: no zero
+    per_row = (1 if cfg.symmetric else 2) * SCALE_BITS
+    return {name: float(columns[name].sum()) * m.out_features + per_row * m.out_features
             for name, m in linears.items()}
 
 
@@ -335,11 +392,12 @@ def _qbert(task, cfg: CompressConfig, calib: list, linears: dict[str, nn.Linear]
     cfg.extra.update(block_bits=dict(zip(blocks, bits)), block_omega=dict(zip(blocks, omega.tolist())))
     for names, b in zip(blocks.values(), bits):
         if cfg.quantizer == "rtn":
-            quantize_weights(task.model, names, lambda w, b=b: quantize_rtn(w, b, cfg.group_size))
+            quantize_weights(task.model, names, lambda w, b=b: quantize_rtn(w, b, cfg.group_size, cfg.symmetric))
         else:
-            _compress_linears(task, names, calib, lambda w, h, b=b: gptq(w, h, b, cfg.group_size), cfg.sequential)
+            _compress_linears(task, names, calib, lambda w, h, b=b: gptq(w, h, b, cfg.group_size, cfg.symmetric),
+                              cfg.sequential)
     width = {n: b for names, b in zip(blocks.values(), bits) for n in names}
-    return {n: int_bits(m.weight, width[n], cfg.group_size) for n, m in linears.items()}
+    return {n: int_bits(m.weight, width[n], cfg.group_size, cfg.symmetric) for n, m in linears.items()}
 
 
 def _minifloat(model: nn.Module, cfg: CompressConfig, linears: dict[str, nn.Linear]) -> dict[str, float]:
@@ -353,9 +411,11 @@ def _minifloat(model: nn.Module, cfg: CompressConfig, linears: dict[str, nn.Line
 
 
 # ------------------------------------------------------------------ size accounting
-def int_bits(weight: Tensor, bits: int, group_size: Optional[int]) -> float:
-    """INT-k weight: ``bits`` per weight + an fp16 scale and an fp16 zero point per group (or row)."""
-    return float(bits * weight.numel() + 2 * SCALE_BITS * _group_units(weight, group_size))
+def int_bits(weight: Tensor, bits: int, group_size: Optional[int], symmetric: bool = False) -> float:
+    """INT-k weight: ``bits`` per weight + an fp16 scale and (asymmetric grids) an fp16 zero point per group (or
+    row)."""
+    per_group = (1 if symmetric else 2) * SCALE_BITS
+    return float(bits * weight.numel() + per_group * _group_units(weight, group_size))
 
 
 def sparse_bits(weight: Tensor) -> float:
@@ -388,6 +448,169 @@ def size_report(model: nn.Module, target_bits: dict[str, float], folder: Path) -
     }
 
 
+# ------------------------------------------------------------------ artifacts: the packed file, CTranslate2 folders
+def packed_layouts(cfg: CompressConfig, linears: dict[str, nn.Linear],
+                   column_bits: Optional[dict[str, Tensor]] = None) -> dict[str, dict]:
+    """How each target weight is packed (:mod:`speechkit.compress.packing` layouts), keyed ``<linear>.weight`` as in
+    the saved state dict. Empty for ``none``; a target wider than 8 bits has no layout (it stays float32)."""
+    widths = _qbert_widths(cfg, linears) if cfg.method == "qbert" else {}
+    layouts = {}
+    for name, linear in linears.items():
+        shape = list(linear.weight.shape)
+        if cfg.method in ("magnitude", "sparsegpt"):
+            layout = {"kind": "sparse", "shape": shape}
+        elif cfg.method in ("rtn", "gptq", "qbert"):
+            bits = widths.get(name, cfg.bits)
+            layout = {"kind": "int", "shape": shape, "bits": bits, "group_size": cfg.group_size}
+            layout = layout if bits <= MAX_PACKED_BITS else None
+        elif cfg.method == "baq":
+            layout = {"kind": "int", "shape": shape, "column_bits": (column_bits or {})[name]}
+        elif cfg.method in FLOAT_FORMATS:
+            group = cfg.group_size or 32 if cfg.float_scale == "group" else None
+            layout = {"kind": "minifloat", "shape": shape, "format": cfg.float_format, "granularity": cfg.float_scale,
+                      "group_size": group}
+        else:
+            layout = None
+        if layout is not None:
+            layouts[f"{name}.weight"] = layout
+    return layouts
+
+
+def _qbert_widths(cfg: CompressConfig, linears: dict[str, nn.Linear]) -> dict[str, int]:
+    """Each target's width from Q-BERT's per-block allocation (``cfg.extra["block_bits"]``)."""
+    block_bits = cfg.extra.get("block_bits", {})
+    return {name: int(block_bits[block]) for block, names in _blocks(linears).items() for name in names}
+
+
+def pack_targets(linears: dict[str, nn.Linear], layouts: dict[str, dict]) -> tuple[dict[str, Tensor], dict]:
+    """Pack every target weight that has a layout and replace it by its unpacked form, so that the model evaluated,
+    saved and packed is one (a GPTQ weight moves by at most a float32 rounding; RTN, minifloat and sparse weights do
+    not move). Returns the packed tensors (``<linear>.weight.<part>``) and what the replacement changed."""
+    packed, changed, largest = {}, 0, 0.0
+    with torch.no_grad():
+        for key, layout in layouts.items():
+            weight = linears[key.removesuffix(".weight")].weight
+            parts = pack_weight(weight.detach(), layout)
+            unpacked = unpack_weight(parts, layout).to(weight.dtype)
+            moved = unpacked != weight
+            if bool(moved.any()):
+                changed += int(moved.sum())
+                largest = max(largest, float(((unpacked - weight).abs() / weight.abs())[moved].max()))
+            weight.copy_(unpacked)
+            packed.update({f"{key}.{part}": tensor for part, tensor in parts.items()})
+    return packed, {"packed_moved_weights": changed, "packed_max_relative_move": largest}
+
+
+def write_packed(model_file: Path, packed: dict[str, Tensor], layouts: dict[str, dict], path: Path) -> dict:
+    """Write ``path``: the saved ``model_file`` (safetensors) with its target weights replaced by their packed
+    tensors, the layouts in the metadata; atomically. Returns its measured size and the packed targets' bytes."""
+    from safetensors.torch import load_file, save
+
+    from speechkit.checkpoints import save_atomic
+
+    state = load_file(str(model_file))
+    missing = sorted(set(layouts) - set(state))
+    if missing:
+        raise SpeechkitError(f"{model_file}: no tensor {missing[0]} (a target weight to pack)")
+    tensors = {name: tensor for name, tensor in state.items() if name not in layouts}
+    tensors.update(packed)
+    metadata = {"format": PACKED_FORMAT,
+                "layouts": json.dumps({name: stored_layout(layout) for name, layout in layouts.items()})}
+    save_atomic(tensors, path, save=lambda obj, file: file.write(save(obj, metadata)))
+    return {"packed_file": str(path), "packed_file_bytes": path.stat().st_size,
+            "packed_target_bytes": sum(t.numel() * t.element_size() for t in packed.values()),
+            "packed_target_weights": len(layouts)}
+
+
+def read_packed(path: str | Path) -> dict[str, Tensor]:
+    """The state dict of a ``model.packed.safetensors`` unpacked: exactly ``model/model.safetensors`` beside it."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as file:
+        metadata = file.metadata() or {}
+        if metadata.get("format") != PACKED_FORMAT:
+            raise SpeechkitError(f"{path}: not a speechkit packed file (metadata format {metadata.get('format')!r}, "
+                                 f"expected {PACKED_FORMAT!r})")
+        tensors = {name: file.get_tensor(name) for name in file.keys()}
+    return unpack_state_dict(tensors, json.loads(metadata["layouts"]))
+
+
+def folder_sizes(folder: Path) -> dict[str, int]:
+    """Bytes on disk of a CTranslate2 folder's ``model.bin`` and of every file in it."""
+    return {"model_bin_bytes": (folder / "model.bin").stat().st_size,
+            "folder_bytes": sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())}
+
+
+def ctranslate2_artifacts(task, hf_folder: Path, out: Path, manifest: str, eval_batches: list,
+                          cfg: CompressConfig) -> dict[str, dict]:
+    """CTranslate2 float32 and int8 folders of ``hf_folder`` (CTranslate2's own converter and quantization),
+    each written atomically and decoded by CTranslate2 on the evaluation clips: WER, speed, sizes on disk."""
+    from speechkit.checkpoints import staged_folder
+    from speechkit.models.ctranslate2_writer import write_ctranslate2
+
+    clips = _eval_clips(manifest, eval_batches)
+    rows = {}
+    for name, quantization in (("float32", None), ("int8", "int8")):
+        folder = out / f"ctranslate2_{name}"
+        with staged_folder(folder) as staging:
+            write_ctranslate2(hf_folder, staging, quantization)
+        predictions = out / f"predictions_ctranslate2_{name}.jsonl"
+        rows[name] = {"folder": str(folder), **ctranslate2_evaluate(task, folder, name, clips, cfg, predictions),
+                      **folder_sizes(folder)}
+    return rows
+
+
+def _eval_clips(manifest: str, eval_batches: list) -> dict[str, list]:
+    """The evaluation cuts in batch order: ``ids``, ``refs`` (the batches' texts) and 16 kHz mono ``audios``."""
+    import numpy as np
+
+    from speechkit.data.manifests import load_cuts
+
+    ids = [cut_id for batch in eval_batches for cut_id in batch.cut_ids]
+    wanted = set(ids)
+    cuts = {cut.id: cut for cut in load_cuts(manifest, "eval_cuts") if cut.id in wanted}
+    audios = []
+    for cut_id in ids:
+        cut = cuts[cut_id] if cuts[cut_id].sampling_rate == 16000 else cuts[cut_id].resample(16000)
+        samples = cut.load_audio()  # (channels, samples)
+        audios.append(np.ascontiguousarray(samples.mean(axis=0), dtype=np.float32))
+    return {"ids": ids, "refs": [text for batch in eval_batches for text in batch.texts], "audios": audios}
+
+
+def ctranslate2_evaluate(task, folder: Path, compute_type: str, clips: dict[str, list], cfg: CompressConfig,
+                         predictions: Optional[Path] = None) -> dict[str, float]:
+    """Greedy WER of a CTranslate2 folder (:func:`speechkit.inference.runtimes.ctranslate2_transcribe`: 30 s
+    log-mel windows, the folder's prompt, ``batch_size`` clips a call, as many threads as torch uses) scored like
+    :func:`evaluate`, and its speed: audio seconds per wall second of the calls (log-mel features included;
+    ``features_s`` is their share, measured apart)."""
+    from speechkit.inference.runtimes import (
+        SAMPLE_RATE,
+        ctranslate2_transcribe,
+        load_ctranslate2_whisper,
+    )
+
+    threads = cfg.threads or torch.get_num_threads()
+    runner = load_ctranslate2_whisper(folder, compute_type=compute_type, threads=threads)
+    max_length = len(runner.prompt) + task.core.max_new_tokens
+    audios, size = clips["audios"], cfg.batch_size
+    hyps, wall, features = [], 0.0, 0.0
+    for start in progress_bar(range(0, len(audios), size), desc=f"decode ctranslate2 {compute_type}", unit="batch"):
+        chunk = audios[start:start + size]
+        begin = time.perf_counter()
+        hyps += ctranslate2_transcribe(runner, chunk, batch_size=size, max_length=max_length)
+        middle = time.perf_counter()
+        runner.extractor(chunk, sampling_rate=SAMPLE_RATE, return_tensors="np")
+        wall, features = wall + middle - begin, features + time.perf_counter() - middle
+    metric = task.core.wer_metric()
+    metric.update(clips["refs"], hyps)
+    if predictions is not None:
+        rows = [{"id": i, "ref": r, "hyp": h} for i, r, h in zip(clips["ids"], clips["refs"], hyps)]
+        predictions.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
+    audio = sum(len(a) for a in audios) / SAMPLE_RATE
+    return {**{name: float(value) for name, value in metric.compute().items()}, "audio_s": audio,
+            "decode_wall_s": wall, "features_s": features, "speed_x": audio / max(wall, 1e-9)}
+
+
 # ------------------------------------------------------------------ driver
 def compress(cfg: CompressConfig) -> dict:
     """Evaluate, compress, save, evaluate again; returns the report (also written to ``out_dir/report.json``)."""
@@ -405,19 +628,42 @@ def compress(cfg: CompressConfig) -> dict:
     if not cfg.skip_before:
         report["before"] = {**evaluate(task, eval_batches, out / "predictions_before.jsonl", "evaluate before"),
                             **_dense_size(task, out / "uncompressed")}
+    if cfg.format == "ctranslate2":
+        uncompressed = out / "uncompressed" if not cfg.skip_before else _save(task, out / "uncompressed")
+        report["ctranslate2"] = ctranslate2_artifacts(task, uncompressed, out, eval_manifest, eval_batches, cfg)
     start = time.perf_counter()
-    target_bits = apply_method(task, cfg, batches(task, calib_manifest, cfg.batch_size, "load calib_cuts"))
+    column_bits: dict[str, Tensor] = {}
+    target_bits = apply_method(task, cfg, batches(task, calib_manifest, cfg.batch_size, "load calib_cuts"),
+                               column_bits)
     compress_s = time.perf_counter() - start
-    folder = _save(task, out / "model")
-    report["after"] = {**evaluate(task, eval_batches, out / "predictions_after.jsonl", "evaluate after"),
-                       **size_report(task.model, target_bits, folder),
-                       "compress_s": compress_s}
+    report["after"] = {**_save_compressed(task, cfg, column_bits, target_bits, eval_batches), "compress_s": compress_s}
     report["config"] = asdict(cfg)
     report["counting"] = ("compressed_bytes: targets as stored by the method (INT-k: k bits/weight + fp16 scale and "
                           "zero per group; sparse: fp32 nonzeros + min(bitmap, CSR 16-bit indices); FP8/FP4: 8/4 "
-                          "bits + fp16 scale per unit); everything else at its float32 width")
+                          "bits + fp16 scale per unit); everything else at its float32 width. packed_file_bytes: "
+                          f"{PACKED_FILE} measured on disk (codes bit-packed, float32 scale and k-bit zero per grid; "
+                          "sparse: float32 nonzeros + 1-bit mask)")
     (out / "report.json").write_text(json.dumps(report, indent=2))
     return report
+
+
+def _save_compressed(task, cfg: CompressConfig, column_bits: dict[str, Tensor], target_bits: dict[str, float],
+                     eval_batches: list) -> dict:
+    """Pack the targets (each replaced by its unpacked form), save ``<out>/model`` and the packed file, evaluate
+    the model: the ``after`` row."""
+    out, linears = Path(cfg.out_dir), find_linears(task.model, list(cfg.targets))
+    layouts = packed_layouts(cfg, linears, column_bits)
+    packed, moved = pack_targets(linears, layouts)
+    folder = _save(task, out / "model")
+    artifact: dict = {"packed_file": None}
+    if layouts:
+        artifact = write_packed(folder / "model.safetensors", packed, layouts, out / PACKED_FILE)
+        dense = sum(m.weight.numel() * m.weight.element_size() for n, m in linears.items()
+                    if f"{n}.weight" not in layouts)  # a target too wide to pack stays float32 in the file
+        targets = sum(m.weight.numel() for m in linears.values())
+        artifact["packed_bits_per_target_weight"] = 8 * (artifact["packed_target_bytes"] + dense) / max(targets, 1)
+    return {**evaluate(task, eval_batches, out / "predictions_after.jsonl", "evaluate after"),
+            **size_report(task.model, target_bits, folder), **artifact, **moved}
 
 
 def _save(task, folder: Path) -> Path:
@@ -433,18 +679,35 @@ def _dense_size(task, folder: Path) -> dict[str, float]:
     return report
 
 
+# (header, report key, format, width); a row without the key shows "-"
+TABLE_COLUMNS = (("WER", "wer", "{:.4f}", 7), ("WER raw", "wer_raw", "{:.4f}", 8), ("CE/token", "loss", "{:.4f}", 8),
+                 ("params", "parameters", "{:,}", 11), ("nonzero", "nonzero_parameters", "{:,}", 11),
+                 ("file MB", "file_bytes", "{:.2f}", 8), ("counted MB", "compressed_bytes", "{:.2f}", 10),
+                 ("packed MB", "packed_file_bytes", "{:.2f}", 9), ("x realtime", "speed_x", "{:.2f}", 10))
+
+
+def table_rows(report: dict) -> dict[str, dict]:
+    """The rows of the table: ``before`` / ``after`` (file: the dense ``model.safetensors``) and each CTranslate2
+    folder (file: its ``model.bin``), byte counts in MB."""
+    rows = {}
+    for name in ("before", "after"):
+        if report.get(name) is not None:
+            rows[name] = {**report[name], "file_bytes": report[name]["dense_file_bytes"]}
+    for name, row in (report.get("ctranslate2") or {}).items():
+        rows[f"ct2 {name}"] = {**row, "file_bytes": row["model_bin_bytes"]}
+    megabytes = ("file_bytes", "compressed_bytes", "packed_file_bytes")
+    return {name: {k: v / 1e6 if k in megabytes and v is not None else v for k, v in row.items()}
+            for name, row in rows.items()}
+
+
 def format_table(report: dict) -> str:
-    """A plain-text table of the before / after rows."""
-    header = f"{'':<8} {'WER':>7} {'WER raw':>8} {'CE/token':>8} {'params':>11} {'nonzero':>11} {'file MB':>8} " \
-             f"{'counted MB':>10} {'x realtime':>10}"
-    lines = [header]
-    for row in ("before", "after"):
-        r = report.get(row)
-        if r is None:
-            continue
-        lines.append(f"{row:<8} {r['wer']:>7.4f} {r['wer_raw']:>8.4f} {r['loss']:>8.4f} {r['parameters']:>11,} "
-                     f"{r['nonzero_parameters']:>11,} {r['dense_file_bytes'] / 1e6:>8.2f} "
-                     f"{r['compressed_bytes'] / 1e6:>10.2f} {r['speed_x']:>10.2f}")
+    """A plain-text table of the before / after rows and the CTranslate2 rows; the file MB of a CTranslate2 row is
+    its ``model.bin``, packed MB the measured ``model.packed.safetensors``."""
+    lines = [f"{'':<12} " + " ".join(f"{header:>{width}}" for header, _, _, width in TABLE_COLUMNS)]
+    for name, row in table_rows(report).items():
+        cells = [(fmt.format(row[key]) if row.get(key) is not None else "-").rjust(width)
+                 for _, key, fmt, width in TABLE_COLUMNS]
+        lines.append(f"{name:<12} " + " ".join(cells))
     return "\n".join(lines)
 
 
@@ -455,4 +718,12 @@ def compress_command(config: CompressConfig) -> None:
     print(format_table(report))
     print(f"target sparsity {report['after']['target_sparsity']:.4f}, "
           f"{report['after']['target_bits_per_weight']:.3f} counted bits per target weight")
+    after = report["after"]
+    if after.get("packed_file"):
+        print(f"packed {after['packed_target_weights']} target weights: {after['packed_file']} "
+              f"({after['packed_file_bytes'] / 1e6:.2f} MB on disk; "
+              f"{after['packed_bits_per_target_weight']:.3f} bits per target weight)")
+    for name, row in (report.get("ctranslate2") or {}).items():
+        print(f"CTranslate2 {name}: {row['folder']} (model.bin {row['model_bin_bytes'] / 1e6:.2f} MB, "
+              f"folder {row['folder_bytes'] / 1e6:.2f} MB)")
     print(f"wrote {Path(config.out_dir) / 'report.json'}")

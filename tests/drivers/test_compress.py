@@ -156,3 +156,89 @@ def test_calibration_subset_is_the_first_cuts_or_spread_over_the_manifest(tmp_pa
     ids = [c.id for c in CutSet.from_file(manifest)]
     assert [c.id for c in first] == ids[:3]
     assert [c.id for c in spread] == [ids[0], ids[3], ids[6]]
+
+
+# ------------------------------------------------------------------ artifacts: the packed file, CTranslate2 folders
+PACKED_RUNS = {
+    "magnitude50": ("magnitude", {"sparsity": 0.5}),
+    "rtn4_g16": ("rtn", {"bits": 4, "group_size": 16}),
+    "gptq3": ("gptq", {"bits": 3}),
+    "baq3": ("baq", {"avg_bits": 3}),
+    "fp4_g16": ("fp4", {"float_scale": "group", "group_size": 16}),
+    "fp8": ("fp8", {}),
+}
+
+
+@pytest.mark.parametrize("name", list(PACKED_RUNS))
+def test_the_packed_file_unpacks_to_the_saved_and_evaluated_model_exactly(setup: dict, name: str) -> None:
+    from speechkit.drivers.compress import PACKED_FILE, read_packed
+
+    method, options = PACKED_RUNS[name]
+    report = run(setup, method, f"packed_{name}", **options)
+    out = Path(setup["root"]) / f"packed_{name}"
+    saved = load_file(str(out / "model" / "model.safetensors"))
+    unpacked = read_packed(out / PACKED_FILE)
+    assert unpacked.keys() == saved.keys()
+    assert all(torch.equal(unpacked[key], saved[key]) for key in saved)
+    after = report["after"]
+    assert after["packed_file_bytes"] == (out / PACKED_FILE).stat().st_size
+    assert after["packed_target_weights"] == len(target_weights(out / "model"))
+    assert after["packed_max_relative_move"] < 1e-6  # GPTQ / BAQ: float64 results moved by one float32 rounding
+    if method in ("magnitude", "rtn", "fp4", "fp8"):
+        assert after["packed_moved_weights"] == 0  # computed in float32: already on a float32 grid
+
+
+def test_a_4_bit_packed_file_takes_under_0_3_of_the_float32_weights_on_disk(setup: dict) -> None:
+    after = run(setup, "rtn", "packed_size", bits=4)["after"]
+    dense_targets = 4 * after["target_parameters"]
+    # the packed file minus everything it stores as saved: the packed targets and their header entries / layouts
+    on_disk = after["packed_file_bytes"] - (after["dense_file_bytes"] - dense_targets)
+    assert on_disk < 0.3 * dense_targets, on_disk / dense_targets
+    assert after["packed_bits_per_target_weight"] == pytest.approx(4 + 36 / 32, abs=0.5)  # rows of 32 or 64 inputs
+
+
+def test_no_packed_file_for_a_method_without_one(setup: dict) -> None:
+    from speechkit.drivers.compress import PACKED_FILE
+
+    report = run(setup, "none", "packed_none")
+    assert report["after"]["packed_file"] is None and not (Path(setup["root"]) / "packed_none" / PACKED_FILE).exists()
+
+
+def test_ctranslate2_int8_folder_loads_is_small_and_holds_the_symmetric_rtn_grid(setup: dict, capsys) -> None:
+    pytest.importorskip("ctranslate2")
+    from speechkit.models.ctranslate2 import load_ctranslate2
+
+    out = Path(setup["root"]) / "ct2"
+    assert main(["--model", setup["model"], "--method", "rtn", "--bits", "8", "--symmetric", "--format",
+                 "ctranslate2", "--eval-cuts", setup["eval"], "--out", str(out), "--max-new-tokens", "3",
+                 "--num-calib", "1", "--skip-before"]) == 0
+    printed = capsys.readouterr().out
+    assert "ct2 float32" in printed and "ct2 int8" in printed and "packed MB" in printed
+    report = json.loads((out / "report.json").read_text())["ctranslate2"]
+    float32, int8 = report["float32"], report["int8"]
+    assert int8["model_bin_bytes"] == (out / "ctranslate2_int8" / "model.bin").stat().st_size
+    assert int8["model_bin_bytes"] < 0.35 * float32["model_bin_bytes"]
+    for row in (float32, int8):
+        assert 0 <= row["wer"] and row["speed_x"] > 0 and row["audio_s"] > 0 and row["folder_bytes"] > 0
+    # CTranslate2's int8 of the uncompressed model holds the grid of speechkit's symmetric INT8 RTN per row
+    import ctranslate2
+
+    ctranslate2.models.Whisper(str(out / "ctranslate2_int8"), compute_type="int8")
+    ours, theirs = target_weights(out / "model"), load_ctranslate2(out / "ctranslate2_int8").model.state_dict()
+    for key, weight in ours.items():
+        assert torch.allclose(theirs[key], weight, rtol=1e-6, atol=1e-9), key
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--method", "gptq", "--format", "ctranslate2"], "--format ctranslate2 writes CTranslate2's int8 .*--method gptq"),
+    (["--method", "rtn", "--bits", "4", "--format", "ctranslate2"], "--method rtn --bits 4"),
+    (["--method", "rtn", "--bits", "8", "--group-size", "16", "--format", "ctranslate2"], "--group-size 16"),
+    (["--method", "magnitude", "--symmetric"], "--symmetric applies to the INT methods"),
+    (["--method", "rtn", "--format", "onnx"], "format"),
+])
+def test_bad_artifact_options_are_one_line(setup: dict, argv: list[str], message: str, capsys) -> None:
+    args = ["--model", "/no/such/model", "--eval-cuts", setup["eval"], "--out", setup["root"] + "/bad", *argv]
+    assert speechkit_main(["compress", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("speechkit compress: error: ")
+    assert re.search(message, err), err
