@@ -70,9 +70,7 @@ def encoder_config(value: Union[EncoderConfig, Mapping[str, Any]]) -> EncoderCon
 
 def encoder_frames(lens: torch.Tensor) -> torch.Tensor:
     """Encoder frames ``T'`` of ``T`` fbank frames: ``ceil(ceil(T / 2) / 2)`` (two stride-2 convolutions)."""
-    for _ in range(2):
-        lens = torch.div(lens - 1, 2, rounding_mode="floor") + 1
-    return lens
+    return _halve(_halve(lens))
 
 
 def normalize_utterances(feats: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
@@ -84,17 +82,26 @@ def normalize_utterances(feats: torch.Tensor, lens: torch.Tensor) -> torch.Tenso
     return (feats - mean) / (var + 1e-5).sqrt() * mask
 
 
+def _halve(lens: torch.Tensor) -> torch.Tensor:
+    return torch.div(lens - 1, 2, rounding_mode="floor") + 1
+
+
 class Subsampler(nn.Module):
-    """``(B, T, F)`` -> ``(B, T', D)``: two Conv1d (kernel 5, stride 2, padding 2) + GELU."""
+    """``(B, T, F)`` -> ``(B, T', D)``: two Conv1d (kernel 5, stride 2, padding 2) + GELU; the frames past each
+    utterance's end are zeroed after each convolution, so an utterance's output does not depend on its padding."""
 
     def __init__(self, num_mel_bins: int, dim: int) -> None:
         super().__init__()
         self.conv1 = nn.Conv1d(num_mel_bins, dim, kernel_size=5, stride=2, padding=2)
         self.conv2 = nn.Conv1d(dim, dim, kernel_size=5, stride=2, padding=2)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.gelu(self.conv1(x.transpose(1, 2)))
-        return F.gelu(self.conv2(x)).transpose(1, 2)
+    def forward(self, x: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
+        x = x.transpose(1, 2)  # (B, F, T)
+        for conv in (self.conv1, self.conv2):
+            lens = _halve(lens)
+            x = F.gelu(conv(x))
+            x = x * lengths_to_mask(lens, x.shape[2])[:, None, :].to(x.dtype)
+        return x.transpose(1, 2)  # (B, T', D)
 
 
 class SpeechEncoder(nn.Module):
@@ -110,13 +117,21 @@ class SpeechEncoder(nn.Module):
             input_dim=config.dim, num_heads=config.num_heads, ffn_dim=config.ffn_dim, num_layers=config.num_layers,
             depthwise_conv_kernel_size=config.conv_kernel, dropout=config.dropout,
         )
+        self._keep: Optional[torch.Tensor] = None  # (B, 1, T') valid frames of the batch being encoded
+        for layer in self.conformer.conformer_layers:  # zero the padding before each depthwise convolution
+            layer.conv_module.sequential[2].register_forward_pre_hook(self._mask_padding)
+
+    def _mask_padding(self, module: nn.Module, args: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        """torchaudio's Conformer convolves over padded frames; zeroing them first keeps an utterance's encoding
+        independent of the batch it is in (attention already masks them; BatchNorm uses running stats in eval)."""
+        return (args[0] * self._keep,) if self._keep is not None else args
 
     def subsample(self, feats: torch.Tensor, lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Normalized, subsampled and projected frames ``(B, T', D)`` and their lengths ``(B,)``."""
         if feats.dim() != 3 or feats.shape[-1] != self.config.num_mel_bins:
             raise SpeechkitError(f"encoder input: expected (B, T, {self.config.num_mel_bins}) features, got "
                                  f"{tuple(feats.shape)}")
-        x = self.project(self.subsampler(normalize_utterances(feats, lens)))
+        x = self.project(self.subsampler(normalize_utterances(feats, lens), lens))
         return x, encoder_frames(lens)
 
     def forward(self, feats: torch.Tensor, lens: torch.Tensor,
@@ -128,5 +143,9 @@ class SpeechEncoder(nn.Module):
                 raise SpeechkitError(f"mask: expected shape {tuple(x.shape[:2])} (encoder frames), got "
                                      f"{tuple(mask.shape)}")
             x = torch.where(mask.unsqueeze(-1), self.mask_embedding.to(x.dtype), x)
-        hidden, out_lens = self.conformer(x, out_lens)
+        self._keep = lengths_to_mask(out_lens, x.shape[1])[:, None, :].to(x.dtype)
+        try:
+            hidden, out_lens = self.conformer(x, out_lens)
+        finally:
+            self._keep = None
         return hidden, out_lens
