@@ -53,6 +53,9 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "export": ("speechkit.drivers.export:export_command", "export a checkpoint to a Hugging Face folder"),
     "merge-lora": ("speechkit.drivers.export:merge_lora_command", "merge LoRA adapters into the base weights"),
     "transcribe": ("speechkit.inference.transcribe:main", "transcribe audio files, folders or manifests with Whisper"),
+    "msm-codebook": ("speechkit.drivers.codebook:msm_codebook", "fit the k-means targets of masked speech pretraining"),
+    "scorer-confidences": ("speechkit.drivers.scorer_confidences:scorer_confidences",
+                           "store a CTC scorer's per-frame confidences on cuts (Ask2Mask)"),
 }  # fmt: skip
 
 
