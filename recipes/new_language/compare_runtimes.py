@@ -5,7 +5,9 @@ Usage: python recipes/new_language/compare_runtimes.py CHECKPOINT CUTS OUT_DIR [
 Writes OUT_DIR/hf (``speechkit export``), OUT_DIR/ct2_int8 and OUT_DIR/ct2_float32 (``--format ctranslate2``), then
 transcribes the cuts with ``speechkit transcribe`` (the checkpoint), ``transformers.pipeline`` (hf, no language
 given: the folder's default), ``ctranslate2.models.Whisper`` (int8 and float32, the prompt the folder records) and
-faster-whisper (int8, ``language="ky"`` after registering the code, as the model card says). Prints the
+faster-whisper (int8, ``language="ky"`` after registering the code, as the model card says; one greedy pass
+at temperature 0 like the others, without its sampling fallback), as given and with the audio padded to 30 s of
+silence first (:func:`speechkit.inference.runtimes.faster_whisper_transcribe`). Prints the
 transcripts side by side and each client's WER; writes OUT_DIR/runtimes.json.
 """
 
@@ -53,7 +55,9 @@ def main(argv: list[str] | None = None) -> int:
         "pipeline (hf)": runtimes.pipeline_transcribe(hf, audios),
         "ctranslate2 int8": runtimes.ctranslate2_transcribe(ct2["int8"], audios, compute_type="int8"),
         "ctranslate2 float32": runtimes.ctranslate2_transcribe(ct2["float32"], audios, compute_type="float32"),
-        "faster-whisper int8": runtimes.faster_whisper_transcribe(model, audios, language=language),
+        "faster-whisper int8": runtimes.faster_whisper_transcribe(model, audios, language=language, temperature=0.0),
+        "faster-whisper int8, audio padded": runtimes.faster_whisper_transcribe(
+            model, audios, language=language, temperature=0.0, pad_audio_to_30s=True),
     }
     wer = {name: score_wer(refs, texts, language=metric_language(language)).wer for name, texts in hyps.items()}
     print("| reference | " + " | ".join(hyps) + " |")

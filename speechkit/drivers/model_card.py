@@ -122,9 +122,10 @@ def _hf_usage(card: ModelCard) -> list[str]:
     default = (f"# decodes in `{language}`: the folder's generation config sets it as the default language"
                if card.language else "# an English model")
     return [
-        "```python", "from transformers import pipeline", "",
+        "```python", "import soundfile as sf", "from transformers import pipeline", "",
         'asr = pipeline("automatic-speech-recognition", model="PATH/TO/THIS/FOLDER")',
-        f'print(asr("audio.wav")["text"])  {default}',
+        'audio, rate = sf.read("audio.wav", dtype="float32")  # mono',
+        f'print(asr({{"raw": audio, "sampling_rate": rate}})["text"])  {default}',
         "```", "", "```bash", "speechkit transcribe PATH/TO/THIS/FOLDER audio_folder/ --out transcripts.jsonl", "```",
     ]
 
@@ -134,14 +135,19 @@ def _ctranslate2_usage(card: ModelCard) -> list[str]:
     lines = ["```python"]
     if card.new_language:
         lines = [_FASTER_WHISPER_NOTE.format(code=code), ""] + lines + ["import faster_whisper.tokenizer"]
-    lines += ["from faster_whisper import WhisperModel", ""]
+    lines += ["import numpy as np", "from faster_whisper import WhisperModel, decode_audio", ""]
     if card.new_language:
         lines += [f'faster_whisper.tokenizer._LANGUAGE_CODES += ("{code}",)']
     lines += [
         'model = WhisperModel("PATH/TO/THIS/FOLDER", device="cpu", compute_type="int8")',
-        f'segments, info = model.transcribe("audio.wav", language="{code}", beam_size=1)'
+        'audio = decode_audio("audio.wav")  # 16 kHz mono',
+        "audio = np.pad(audio, (0, max(0, 480000 - len(audio))))  # under 30 s: pad with silence (see below)",
+        f'segments, info = model.transcribe(audio, language="{code}", beam_size=1)'
         + ("" if card.language else "  # an English model"),
         'print(" ".join(segment.text for segment in segments))', "```", "",
+        "faster-whisper pads the log-mel features of a clip shorter than 30 s with zeros, where transformers and "
+        "OpenAI's Whisper pad the audio with silence; a fine-tuned model may not have seen the former and stop "
+        "early, so pad the audio yourself as above.", "",
         "With `ctranslate2` alone, give the decoder prompt (also under `config.json`'s `speechkit.prompt`):", "",
         "```python", "import ctranslate2", "",
         'model = ctranslate2.models.Whisper("PATH/TO/THIS/FOLDER")',

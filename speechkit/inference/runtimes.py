@@ -143,9 +143,11 @@ def faster_whisper_model(ct2_dir: str | Path, compute_type: str = "int8", cpu_th
 
 def faster_whisper_transcribe(model, audios: Sequence[np.ndarray | str], language: Optional[str] = None,
                               batch_size: int = 0, vad_filter: bool = False,
-                              max_new_tokens: Optional[int] = None) -> list[str]:
+                              max_new_tokens: Optional[int] = None,
+                              temperature: Optional[float] = None, pad_audio_to_30s: bool = False) -> list[str]:
     """Transcribe with faster-whisper, greedy (``beam_size=1``), ``without_timestamps=True``, no conditioning on
-    previous text; its own temperature fallback and thresholds left at their defaults.
+    previous text; its own temperature fallback and thresholds left at their defaults unless ``temperature`` is
+    given.
 
     Args:
         model: a ``faster_whisper.WhisperModel`` (:func:`faster_whisper_model`).
@@ -155,15 +157,27 @@ def faster_whisper_transcribe(model, audios: Sequence[np.ndarray | str], languag
             VAD): on inputs under 30 s every batch holds one chunk.
         vad_filter: faster-whisper's Silero VAD before decoding.
         max_new_tokens: tokens decoded per chunk at most (default: up to the decoder's 448 positions).
+        temperature: one temperature, no fallback (``0.0``: one greedy pass, as ``pipeline`` and ``ctranslate2``
+            decode); default: faster-whisper's ladder 0.0 ... 1.0, which re-decodes by sampling an output whose
+            mean log-probability is below -1 (a weakly trained model's outputs then turn random).
+        pad_audio_to_30s: pad an input shorter than 30 s with silence first. faster-whisper pads the normalized
+            log-mel features of a short input with zeros, where transformers and OpenAI's Whisper pad the audio with
+            silence; a fine-tuned model may never have seen the former and stop early (measured on the new-language
+            recipe: padded, faster-whisper's transcripts are CTranslate2's on transformers' features).
     """
     faster_whisper = _need("faster_whisper", "pip install faster-whisper")
     runner = faster_whisper.BatchedInferencePipeline(model) if batch_size else model
     extra = {"batch_size": batch_size} if batch_size else {"condition_on_previous_text": False}
     if max_new_tokens is not None:
         extra["max_new_tokens"] = max_new_tokens
+    if temperature is not None:
+        extra["temperature"] = temperature
     texts = []
     for audio in audios:
         audio = audio if isinstance(audio, str) else np.asarray(audio, dtype=np.float32)
+        if pad_audio_to_30s:
+            audio = faster_whisper.decode_audio(audio) if isinstance(audio, str) else audio
+            audio = np.pad(audio, (0, max(0, 30 * SAMPLE_RATE - len(audio))))
         segments, _ = runner.transcribe(audio, language=language, beam_size=1, without_timestamps=True,
                                         vad_filter=vad_filter, **extra)
         texts.append(" ".join(segment.text.strip() for segment in segments).strip())

@@ -5,6 +5,7 @@ carries its training language; both formats get a model card; a failed export le
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import lightning as L
@@ -123,8 +124,17 @@ def test_the_model_cards_say_how_to_run_each_folder(run, tmp_path):
         assert f"- checkpoint: `{run['ckpt']}`" in card
     assert 'pipeline("automatic-speech-recognition"' in hf_card and "| format | Hugging Face transformers |" in hf_card
     assert 'faster_whisper.tokenizer._LANGUAGE_CODES += ("ky",)' in ct2_card
-    assert 'model.transcribe("audio.wav", language="ky", beam_size=1)' in ct2_card
+    assert 'model.transcribe(audio, language="ky", beam_size=1)' in ct2_card
     assert "['<|startoftranscript|>', '<|ky|>', '<|transcribe|>', '<|notimestamps|>']" in ct2_card
+    # The first Python block of each card runs as written (faster-whisper for CTranslate2, pipeline for hf).
+    import soundfile
+
+    soundfile.write(tmp_path / "audio.wav", audio(1.5, 3), 16000)
+    for folder, card in ((hf, hf_card), (ct2, ct2_card)):
+        code = re.search(r"```python\n(.*?)```", card, re.S).group(1)
+        code = code.replace("PATH/TO/THIS/FOLDER", str(folder)).replace('"audio.wav"', repr(str(tmp_path / "audio.wav")))
+        code = code.replace("beam_size=1)", "beam_size=1, max_new_tokens=8)")  # the tiny model has 64 positions
+        exec(compile(code, f"{folder.name}/README.md", "exec"), {})
 
 
 def test_an_english_only_model_needs_no_language_token(tmp_path):
