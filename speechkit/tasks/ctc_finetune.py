@@ -30,6 +30,7 @@ from speechkit.models.ctc_decode import beam_decode, greedy_decode
 from speechkit.models.speech_encoder import FBANK_FRAME_SHIFT, SUBSAMPLING, EncoderConfig, SpeechEncoder, encoder_config
 from speechkit.models.whisper_seq2seq import log_wer, prediction_rows, predictions_path, write_predictions
 from speechkit.text.characters import BLANK, ENGLISH_ALPHABET, CharTokenizer
+from speechkit.text.normalizers import NormalizerKind
 
 ENCODER_PREFIX = "encoder."
 
@@ -56,6 +57,8 @@ class CTCFinetune(L.LightningModule):
         decoding: ``greedy`` (best path) or ``beam`` (prefix beam search, no language model).
         beam_size: beams of ``beam`` decoding.
         language: language code of the WER normalizer (``speechkit.metrics``).
+        normalizer: the normalized WER's normalizer: ``auto`` (Whisper's English one for ``en``: it writes number
+            words as digits, so a spoken number counts as one word), ``basic``, ``whisper_en`` or ``none``.
         predictions_file: where ``speechkit test`` writes ``{"id", "ref", "hyp"}`` lines (default: the log folder's
             ``predictions.jsonl``).
         optimizer: optimizer factory (LightningCLI ``class_path`` / ``init_args``).
@@ -74,6 +77,7 @@ class CTCFinetune(L.LightningModule):
         decoding: Literal["greedy", "beam"] = "greedy",
         beam_size: int = 8,
         language: str = "en",
+        normalizer: NormalizerKind = "auto",
         predictions_file: Optional[str] = None,
         optimizer: OptimizerCallable = torch.optim.AdamW,
         scheduler: Optional[LRSchedulerCallable] = None,
@@ -89,7 +93,7 @@ class CTCFinetune(L.LightningModule):
         self.output = nn.Linear(encoder.dim, len(self.tokenizer))
         if pretrained is not None:
             self.load_encoder(pretrained)
-        self.wer = WERMetric(language=language)
+        self.wer = WERMetric(language=language, normalizer=normalizer)
         self.predictions: list[dict[str, str]] = []
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler

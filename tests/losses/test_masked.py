@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -61,3 +63,27 @@ def test_shape_errors_are_one_line():
         masked_frame_loss(losses, mask.float())
     with pytest.raises(SpeechkitError, match=r"utterance_weights: expected shape \(4,\)"):
         masked_frame_loss(losses, mask, torch.ones(3))
+
+
+def test_contrastive_loss_hand_computed_and_zero_off_the_mask():
+    from speechkit.losses.masked import contrastive_frame_losses
+
+    context = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [5.0, 5.0]]])
+    targets = torch.tensor([[[2.0, 0.0], [0.0, 3.0], [1.0, 1.0]]])
+    mask = torch.tensor([[True, True, False]])
+    losses = contrastive_frame_losses(context, targets, mask, num_distractors=1, temperature=0.5)
+    # frame 0: positive cos 1, its only distractor (frame 1) cos 0: -log(e^2 / (e^2 + e^0))
+    expected = -math.log(math.exp(2) / (math.exp(2) + 1))
+    torch.testing.assert_close(losses, torch.tensor([[expected, expected, 0.0]]))
+
+
+def test_contrastive_loss_leaves_out_distractors_with_the_positive_target_id():
+    from speechkit.losses.masked import contrastive_frame_losses
+
+    g = torch.Generator().manual_seed(0)
+    context, targets = torch.randn(1, 6, 4, generator=g), torch.randn(1, 6, 4, generator=g)
+    mask = torch.ones(1, 6, dtype=torch.bool)
+    same = contrastive_frame_losses(context, targets, mask, 5, target_ids=torch.zeros(1, 6, dtype=torch.long))
+    assert torch.equal(same, torch.zeros(1, 6))  # every distractor is the positive's id: -log(1)
+    single = contrastive_frame_losses(context, targets, torch.tensor([[True] + [False] * 5]), 5)
+    assert torch.equal(single, torch.zeros(1, 6))

@@ -151,3 +151,19 @@ def test_fit_and_checkpoint_round_trip(corpus, tmp_path):
     loaded = load_task(tmp_path / "msm.ckpt")
     assert isinstance(loaded, MaskedSpeechPretrain) and loaded.hparams.masking == "ask2mask"
     torch.testing.assert_close(loaded.encoder.state_dict(), model.encoder.state_dict())
+
+
+def test_contrastive_objective_loss_falls(corpus):
+    model = task(corpus, objective="contrastive", num_distractors=10)
+    train = batches(corpus, model)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    losses = []
+    for step in range(30):
+        loss = model.training_step(train[step % len(train)], step)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5])
+    with pytest.raises(SpeechkitError, match="objective"):
+        task(corpus, objective="bert")
