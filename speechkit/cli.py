@@ -50,7 +50,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "multistage": ("speechkit.drivers.multistage:multistage", "multistage Whisper transfer, a dev-WER gate per stage"),
     "compare-strategies": ("speechkit.drivers.compare:compare_command", "compare full / LoRA / frozen / multistage"),
     "compress": ("speechkit.drivers.compress:compress_command", "prune / quantize Whisper: WER, size, speed"),
-    "export": ("speechkit.drivers.export:export_command", "export a checkpoint to a Hugging Face folder"),
+    "export": ("speechkit.drivers.export:export_command", "export a checkpoint to a Hugging Face or CTranslate2 folder"),
     "merge-lora": ("speechkit.drivers.export:merge_lora_command", "merge LoRA adapters into the base weights"),
     "transcribe": ("speechkit.inference.transcribe:main", "transcribe audio files, folders or manifests with Whisper"),
     "msm-codebook": ("speechkit.drivers.codebook:msm_codebook", "fit the k-means targets of masked speech pretraining"),
