@@ -8,6 +8,8 @@ in ``setup`` (as ``SpeechDataModule`` picks up ``tokenize``) and its dataset ret
 (linear interpolation) to the encoder's frame count; the utterance confidence is their mean (*Ask2Mask: Guided Data
 Selection for Masked Speech Modeling*, Baskar et al. 2022, section 3; ``../shared/papers/speech.md`` section 3).
 
+An utterance shorter than one span stays unmasked (it adds nothing to the loss; ``MaskedSpeechDataModule`` counts such
+training cuts before training and logs the count): the masking functions refuse a span longer than the utterance.
 A batch's masks depend only on the seed and the batch's cut ids (a generator seeded from them): a resumed run draws
 what the uninterrupted one drew, whatever the number of workers, and validation masks are the same every time.
 Dimension legend: ``B`` cuts, ``T`` feature frames, ``T'`` encoder frames.
@@ -16,12 +18,14 @@ Dimension legend: ``B`` cuts, ``T`` feature frames, ``T'`` encoder frames.
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass, replace
 from typing import Callable, Literal, Optional
 
 import torch
 from lhotse import CutSet
 from lhotse.cut import Cut
+from lhotse.utils import compute_num_frames
 from torch.nn import functional as F
 
 from speechkit.data.batches import SpeechBatch
@@ -32,6 +36,9 @@ from speechkit.data.manifests import load_cuts
 from speechkit.data.masking import ask2mask_span_mask, check_mask_options, random_span_mask
 from speechkit.errors import SpeechkitError
 
+log = logging.getLogger(__name__)
+
+FBANK_FRAME_SHIFT = 0.01  # seconds (the data module's Kaldi fbank)
 MaskingMode = Literal["random", "ask2mask"]
 CONFIDENCE_FIELD = "confidence"  # the cut's TemporalArray of per-frame confidences
 UTTERANCE_CONFIDENCE_FIELD = "utterance_confidence"  # their mean, also stored on the cut
@@ -143,6 +150,8 @@ class MaskedSpeechDataset:
     def _mask(self, cut_id: str, count: int, confidence: Optional[torch.Tensor],
               generator: torch.Generator) -> torch.Tensor:
         m = self.masking
+        if count < m.span:  # shorter than one span: left unmasked (no loss), counted before training
+            return torch.zeros(count, dtype=torch.bool)
         try:
             if m.mode == "ask2mask":
                 return ask2mask_span_mask(confidence, m.mask_prob, m.span, m.quantile, generator)
@@ -169,8 +178,8 @@ class MaskedSpeechDataModule(SpeechDataModule):
         if self.masking is None:
             raise SpeechkitError("MaskedSpeechDataModule: the task has no 'masking' (a MaskingConfig); use it with "
                                  "a masked task such as speechkit.tasks.msm_pretrain.MaskedSpeechPretrain")
-        if self.masking.load_confidences and (stage or "fit") == "fit":
-            check_confidences(self.config.train_cuts, "train_cuts")
+        if (stage or "fit") == "fit" and self.config.train_cuts is not None:
+            check_masked_cuts(self.config.train_cuts, "train_cuts", self.masking)
 
     def dataset(self, train: bool) -> MaskedSpeechDataset:  # type: ignore[override]
         """Training masks as the task says; validation and test always random spans and no weighting, so that
@@ -181,12 +190,21 @@ class MaskedSpeechDataModule(SpeechDataModule):
         return MaskedSpeechDataset(super().dataset(train), masking)
 
 
-def check_confidences(paths: object, what: str) -> None:
-    """Before training: every cut of the manifest(s) carries confidences (an error names the first that does not)."""
-    if paths is None:
-        return
-    missing = [cut.id for cut in load_cuts(paths, what) if not cut.has_custom(CONFIDENCE_FIELD)]
+def check_masked_cuts(paths: object, what: str, masking: MaskingConfig) -> int:
+    """Before training: every cut carries confidences when the masking needs them (an error names the first that
+    does not); the cuts shorter than one span, which stay unmasked, are counted and logged. Returns that count."""
+    missing, short, total = [], 0, 0
+    for cut in load_cuts(paths, what):
+        total += 1
+        if masking.load_confidences and not cut.has_custom(CONFIDENCE_FIELD):
+            missing.append(cut.id)
+        fbank_frames = compute_num_frames(cut.duration, FBANK_FRAME_SHIFT, cut.sampling_rate)
+        short += int(masking.encoder_frames(torch.tensor(fbank_frames))) < masking.span
     if missing:
         raise SpeechkitError(f"{what}: {len(missing)} cuts have no {CONFIDENCE_FIELD!r} field (first: {missing[0]!r}); "
                              "Ask2Mask and utterance weighting need scorer confidences: run speechkit "
                              "scorer-confidences MODEL CUTS OUT and train on OUT")
+    if short:
+        log.warning("%s: %d of %d cuts are shorter than one mask span (%d encoder frames): they stay unmasked and add "
+                    "nothing to the loss", what, short, total, masking.span)
+    return short

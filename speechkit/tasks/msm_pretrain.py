@@ -58,7 +58,7 @@ class MaskedSpeechPretrain(L.LightningModule):
         scheduler: learning-rate scheduler factory, stepped every optimizer step; ``None`` = constant.
     """
 
-    checkpoint_fixed_args: tuple[str, ...] = ("encoder",)
+    checkpoint_fixed_args: tuple[str, ...] = ("encoder", "objective")
 
     def __init__(
         self,

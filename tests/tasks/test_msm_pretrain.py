@@ -167,3 +167,20 @@ def test_contrastive_objective_loss_falls(corpus):
     assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5])
     with pytest.raises(SpeechkitError, match="objective"):
         task(corpus, objective="bert")
+
+
+def test_cuts_shorter_than_a_span_stay_unmasked_and_are_counted(corpus, caplog):
+    from speechkit.data.masked import check_masked_cuts
+
+    model = task(corpus, mask_span=30)  # 30 encoder frames = 1.2 s: part of the 0.8-1.6 s tones are shorter
+    with caplog.at_level("WARNING"):
+        short = check_masked_cuts(str(corpus / "cuts_train.jsonl.gz"), "train_cuts", model.masking)
+    assert 0 < short < 24 and f"{short} of 24 cuts are shorter than one mask span" in caplog.text
+    unmasked = 0
+    for batch in batches(corpus, model):
+        frames = model.masking.encoder_frames(batch.speech.input_lens)
+        for row in range(len(batch)):
+            if int(frames[row]) < 30:
+                assert not batch.mask[row].any()
+                unmasked += 1
+    assert unmasked == short
