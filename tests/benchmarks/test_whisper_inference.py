@@ -49,11 +49,12 @@ def test_a_missing_checkpoint_says_how_to_make_one(bench, tmp_path, capsys):
     assert "recipes/fsdd/run.sh" in err and "conf/whisper/fsdd_tiny_en.yaml" in err
 
 
-def test_shards_deal_every_clip_once_with_the_same_duration_mix(bench):
+def test_shards_are_runs_of_whole_batches_longest_first(bench):
     clips = [bench.Clip(f"c{i}", f"/a/{i}.wav", 0.1 * (i + 1), "") for i in range(10)]
-    parts = bench.shards(clips, 3)
-    assert sorted(c.id for part in parts for c in part) == sorted(c.id for c in clips)
-    assert [len(p) for p in parts] == [4, 3, 3] and parts[0][0].duration == 0.1 and parts[1][0].duration == 0.2
+    parts = bench.shards(clips, 3, batch_size=2)
+    assert [[c.id for c in part] for part in parts] == [["c9", "c8", "c7", "c6"], ["c5", "c4", "c3", "c2"],
+                                                        ["c1", "c0"]]
+    assert sum(map(len, bench.shards(clips, 3, batch_size=16)), 0) == 10 and len(bench.shards(clips, 3, 16)) == 1
 
 
 def test_ratios_take_the_faster_faster_whisper_mode(bench):
@@ -95,9 +96,10 @@ def test_two_systems_end_to_end(bench, checkpoint, fsdd_dir, tmp_path, capsys):
 
 
 def test_the_profile_accounts_for_the_whole_call(bench, checkpoint, fsdd_dir, tmp_path):
-    """In this process (no worker): every stage is found and the stages plus the rest add up to the total."""
+    """In this process (no worker), on the int8 proposal: every stage is found and the stages plus the rest add up
+    to the total."""
     clips = sorted(fsdd_dir.glob("*_jackson_0.wav"))[:3]
-    spec = {"system": "speechkit", "paths": [str(c) for c in clips], "models": {"checkpoint": str(checkpoint)},
+    spec = {"system": "speechkit_int8", "paths": [str(c) for c in clips], "models": {"checkpoint": str(checkpoint)},
             "threads": 1, "batch_size": 2, "max_new_tokens": 4, "scratch": str(tmp_path), "top": 5}
     result = bench.profile_worker(spec)
     assert result["missing_stages"] == []
