@@ -216,10 +216,14 @@ def _speechkit_runner(system: System, spec: dict) -> Callable[[list[str]], list[
     model = load_model(checkpoint)
     options = dict(system.options)
     if options.pop("quantize", None) == "dynamic_int8":  # a measured proposal, see README
+        import warnings
+
         import torch
 
-        model.bundle.model = torch.ao.quantization.quantize_dynamic(model.bundle.model, {torch.nn.Linear},
-                                                                    dtype=torch.qint8)
+        with warnings.catch_warnings():  # torch.ao.quantization's deprecation notice (torchao's quantize_ is next)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            model.bundle.model = torch.ao.quantization.quantize_dynamic(model.bundle.model, {torch.nn.Linear},
+                                                                        dtype=torch.qint8)
     out = Path(spec["scratch"]) / f"{system.name}.jsonl"
 
     def run(paths: list[str]) -> list[str]:
@@ -229,6 +233,7 @@ def _speechkit_runner(system: System, spec: dict) -> Callable[[list[str]], list[
         texts = {row["path"]: row["text"] for row in map(json.loads, out.read_text(encoding="utf-8").splitlines())}
         return [texts.get(path, "") for path in paths]
 
+    run.model = model  # for the profile's hooks
     return run
 
 
@@ -418,39 +423,52 @@ STAGES = {
 
 
 class StageTimer:
-    """Inclusive wall and CPU seconds and call counts of the :data:`STAGES`, by patching them in place."""
+    """Inclusive wall and CPU seconds and call counts of the :data:`STAGES` (patched in place) and of one module
+    instance (``lm_head``: Whisper's ``proj_out``, by forward hooks), each also split by the stage it ran inside."""
 
     def __init__(self) -> None:
         self.wall: dict[str, float] = {}
         self.cpu: dict[str, float] = {}
         self.calls: dict[str, int] = {}
+        self.inside: dict[tuple[str, str], list[float]] = {}  # (stage, enclosing stage) -> [wall, CPU, calls]
         self.active: list[str] = []
-        self.decoder_in_generate = [0.0, 0.0]  # wall, CPU
         self.patched: list[tuple[Any, str, Any]] = []  # (owner, attribute, what its __dict__ held or None)
+        self.hooks: list[Any] = []
+
+    def start(self, name: str) -> tuple[float, float]:
+        self.active.append(name)
+        return time.perf_counter(), time.process_time()
+
+    def stop(self, name: str, started: tuple[float, float]) -> None:
+        wall, cpu = time.perf_counter() - started[0], time.process_time() - started[1]
+        self.active.pop()
+        self.wall[name] = self.wall.get(name, 0.0) + wall
+        self.cpu[name] = self.cpu.get(name, 0.0) + cpu
+        self.calls[name] = self.calls.get(name, 0) + 1
+        for parent in ("generate", "first_step"):
+            if parent in self.active:
+                total = self.inside.setdefault((name, parent), [0.0, 0.0, 0])
+                total[0] += wall
+                total[1] += cpu
+                total[2] += 1
+                break
 
     def wrap(self, name: str, function: Callable) -> Callable:
         import functools
 
         @functools.wraps(function)
         def timed(*args, **kwargs):
-            self.active.append(name)
-            wall, cpu = time.perf_counter(), time.process_time()
+            started = self.start(name)
             try:
                 return function(*args, **kwargs)
             finally:
-                wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-                self.active.pop()
-                self.wall[name] = self.wall.get(name, 0.0) + wall
-                self.cpu[name] = self.cpu.get(name, 0.0) + cpu
-                self.calls[name] = self.calls.get(name, 0) + 1
-                if name == "decoder" and "generate" in self.active:
-                    self.decoder_in_generate[0] += wall
-                    self.decoder_in_generate[1] += cpu
+                self.stop(name, started)
 
         return timed
 
-    def install(self) -> list[str]:
-        """Patch every stage found; returns the stages not found (a renamed function: left out, not guessed)."""
+    def install(self, lm_head: Any = None) -> list[str]:
+        """Patch every stage found (and hook ``lm_head``, a module); returns the stages not found (a renamed
+        function: left out, not guessed)."""
         import importlib
 
         missing = []
@@ -464,6 +482,10 @@ class StageTimer:
                 continue
             self.patched.append((owner, leaf, vars(owner).get(leaf)))
             setattr(owner, leaf, self.wrap(name, getattr(owner, leaf)))
+        if lm_head is not None:
+            started: list[tuple[float, float]] = []
+            self.hooks = [lm_head.register_forward_pre_hook(lambda *_: started.append(self.start("lm_head"))),
+                          lm_head.register_forward_hook(lambda *_: self.stop("lm_head", started.pop()))]
         return missing
 
     def uninstall(self) -> None:
@@ -473,31 +495,35 @@ class StageTimer:
                 delattr(owner, leaf)
             else:
                 setattr(owner, leaf, original)
-        self.patched = []
+        for hook in self.hooks:
+            hook.remove()
+        self.patched, self.hooks = [], []
 
     def breakdown(self, total_wall: float, total_cpu: float) -> dict[str, dict[str, float]]:
-        """Net seconds per stage (wall, CPU, share of the wall total): nested stages subtracted from their parents,
+        """Net seconds per stage (wall, CPU, share of the wall total): the decoder and the LM head inside
+        ``generate`` and inside the first-step logits (language / no-speech) apart, each parent net of them;
         ``python_and_other`` what no stage covers (batching, guards, tokenizer decoding, glue)."""
-        rows = {}
-        for clock, table, total, inner in (("wall", self.wall, total_wall, self.decoder_in_generate[0]),
-                                          ("cpu", self.cpu, total_cpu, self.decoder_in_generate[1])):
-            decoder_first_step = table.get("decoder", 0.0) - inner
-            net = {
-                "headers": table.get("headers", 0.0), "read_audio": table.get("read_audio", 0.0),
-                "features": table.get("features", 0.0), "encoder": table.get("encoder", 0.0),
-                "decoder_first_step": decoder_first_step,
-                "first_step_other": table.get("first_step", 0.0) - decoder_first_step,
-                "decoder_in_generate": inner, "generate_other": table.get("generate", 0.0) - inner,
-                "token_logprobs": table.get("token_logprobs", 0.0), "write": table.get("write", 0.0),
-            }
+        rows: dict[str, dict[str, float]] = {}
+        for k, (clock, table, total) in enumerate((("wall", self.wall, total_wall), ("cpu", self.cpu, total_cpu))):
+            inner = {key: value[k] for key, value in self.inside.items()}
+            net = {"headers": table.get("headers", 0.0), "read_audio": table.get("read_audio", 0.0),
+                   "features": table.get("features", 0.0), "encoder": table.get("encoder", 0.0)}
+            for parent in ("first_step", "generate"):
+                decoder, head = inner.get(("decoder", parent), 0.0), inner.get(("lm_head", parent), 0.0)
+                net.update({f"{parent}_decoder": decoder, f"{parent}_lm_head": head,
+                            f"{parent}_other": table.get(parent, 0.0) - decoder - head})
+            net.update({"token_logprobs": table.get("token_logprobs", 0.0), "write": table.get("write", 0.0)})
             net["python_and_other"] = total - sum(net.values())
             for stage, seconds in net.items():
                 rows.setdefault(stage, {})[clock] = seconds
                 if clock == "wall":
                     rows[stage]["share"] = seconds / total if total else 0.0
-        for stage, key in (("encoder", "encoder"), ("decoder_in_generate", "decoder"), ("features", "features"),
-                           ("generate_other", "generate")):
+        for stage, key in (("encoder", "encoder"), ("features", "features"), ("generate_other", "generate"),
+                           ("first_step_other", "first_step")):
             rows[stage]["calls"] = self.calls.get(key, 0)
+        for (name, parent), (_, _, calls) in self.inside.items():
+            if f"{parent}_{name}" in rows:
+                rows[f"{parent}_{name}"]["calls"] = calls
         return rows
 
 
@@ -514,7 +540,7 @@ def profile_worker(spec: dict) -> dict:
     run = _speechkit_runner(system, spec)
     run(spec["paths"][:1])
     timer = StageTimer()
-    missing = timer.install()
+    missing = timer.install(lm_head=run.model.bundle.model.get_output_embeddings())
     wall, cpu = time.perf_counter(), time.process_time()
     run(spec["paths"])
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu

@@ -105,7 +105,9 @@ def test_the_profile_accounts_for_the_whole_call(bench, checkpoint, fsdd_dir, tm
     assert result["missing_stages"] == []
     stages = result["stages"]
     assert stages["encoder"]["calls"] == 2 and stages["features"]["calls"] == 2  # 3 clips in batches of 2
-    assert stages["decoder_in_generate"]["calls"] >= 2 and stages["read_audio"]["wall"] > 0
+    assert stages["generate_decoder"]["calls"] >= 2 and stages["generate_lm_head"]["calls"] >= 2
+    assert stages["first_step_decoder"]["calls"] == stages["first_step_lm_head"]["calls"] == 2
+    assert stages["read_audio"]["wall"] > 0
     assert sum(row["wall"] for row in stages.values()) == pytest.approx(result["wall_s"])
     assert "tottime" in result["cprofile_tottime"]
     from transformers.models.whisper import modeling_whisper
