@@ -76,7 +76,7 @@ def plot(results: dict[str, dict[str, float]], path: Path) -> None:
         std = statistics.stdev(values) if len(values) > 1 else 0.0
         axis.bar(index, mean, yerr=std, capsize=6, color="C0" if row in ("none", "random") else "C1", alpha=0.7)
         axis.scatter([index] * len(values), values, color="k", s=12, zorder=3)
-        axis.text(index, mean + std, f"{mean:.1f}", ha="center", va="bottom")
+        axis.text(index, 0.2, f"{mean:.2f} +- {std:.2f}", ha="center", va="bottom", fontsize=9)
     axis.set_xticks(range(len(results)), [ROWS[r].replace(" (", "\n(").replace(" + ", "\n+ ") for r in results],
                     fontsize=8)
     axis.set_ylabel("test WER % (mismatched: other voices + noise 5-10 dB)")
