@@ -61,7 +61,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 REPO = Path(__file__).resolve().parents[1]
-HOW_TO_MAKE_A_CHECKPOINT = """no checkpoint at {path}. Make the fine-tuned tiny.en FSDD checkpoint first:
+HOW_TO_MAKE_A_CHECKPOINT = """{problem}. Make the fine-tuned tiny.en FSDD checkpoint first:
 
     recipes/fsdd/run.sh exp/fsdd        # prepare -> fine-tune (150 steps) -> test; SKIP_ZERO_SHOT=1 skips zero-shot
     # or: speechkit fit -c conf/whisper/fsdd_tiny_en.yaml --trainer.max_steps 75 ...  (fewer steps)
@@ -342,7 +342,7 @@ def measure(corpus: str, clips: list[Clip], systems: list[str], args: argparse.N
             spec = {"system": name, "paths": [c.path for c in shard], "models": models, "threads": args.threads,
                     "batch_size": args.batch_size, "max_new_tokens": args.max_new_tokens}
             result = run_worker(spec)
-            texts[name].update(zip((c.path for c in shard), result.pop("texts")))
+            texts[name].update(zip((c.path for c in shard), result.pop("texts"), strict=True))
             audio = sum(c.duration for c in shard)
             runs[name].append({**result, "audio_s": audio})
             print(f"  {corpus} round {r + 1}/{len(parts)} {name}: {audio / result['wall_s']:.2f} audio-s/s "
@@ -581,7 +581,8 @@ def profile_table(corpus: str, result: dict[str, Any]) -> str:
 
 def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", required=True, help="the fine-tuned tiny.en FSDD checkpoint (.ckpt)")
+    parser.add_argument("--checkpoint", default=None,
+                        help="the fine-tuned tiny.en FSDD checkpoint (.ckpt); without one: how to make it")
     parser.add_argument("--json", default=None, help="output JSON path")
     parser.add_argument("--corpora", nargs="+", choices=["fsdd", "sentences"], default=["fsdd", "sentences"])
     parser.add_argument("--systems", nargs="+", choices=list(SYSTEMS), default=DEFAULT_SYSTEMS,
@@ -620,9 +621,10 @@ def load_corpus(corpus: str, args: argparse.Namespace, work: Path) -> list[Clip]
 
 def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
-    checkpoint = Path(args.checkpoint)
-    if not checkpoint.is_file():
-        print(HOW_TO_MAKE_A_CHECKPOINT.format(path=checkpoint), file=sys.stderr)
+    checkpoint = Path(args.checkpoint or "")
+    if not args.checkpoint or not checkpoint.is_file():
+        problem = f"no checkpoint at {checkpoint}" if args.checkpoint else "no --checkpoint given"
+        print(HOW_TO_MAKE_A_CHECKPOINT.format(problem=problem), file=sys.stderr)
         return 2
     work = Path(args.work_dir)
     work.mkdir(parents=True, exist_ok=True)

@@ -47,6 +47,7 @@ def test_a_missing_checkpoint_says_how_to_make_one(bench, tmp_path, capsys):
     assert bench.main(["--checkpoint", str(tmp_path / "none.ckpt")]) == 2
     err = capsys.readouterr().err
     assert "recipes/fsdd/run.sh" in err and "conf/whisper/fsdd_tiny_en.yaml" in err
+    assert bench.main([]) == 2 and "recipes/fsdd/run.sh" in capsys.readouterr().err
 
 
 def test_shards_are_runs_of_whole_batches_longest_first(bench):
@@ -113,3 +114,17 @@ def test_the_profile_accounts_for_the_whole_call(bench, checkpoint, fsdd_dir, tm
     from transformers.models.whisper import modeling_whisper
 
     assert "__call__" not in vars(modeling_whisper.WhisperEncoder)  # the timers are gone again
+
+
+def test_the_greedy_probe_runs_both_ways(checkpoint, fsdd_dir, tmp_path, capsys):
+    """``whisper_greedy_probe.py`` (the lean-loop proposal) on three clips: both ways timed, WER and agreement
+    printed (a random model's transcripts may differ: decode_short's guards resample them)."""
+    spec = importlib.util.spec_from_file_location("whisper_greedy_probe",
+                                                  REPO / "benchmarks" / "whisper_greedy_probe.py")
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    assert probe.main(["--checkpoint", str(checkpoint), "--corpus", "fsdd", "--max-clips", "3", "--max-new-tokens",
+                       "4", "--data-dir", str(fsdd_dir.parents[1]), "--work-dir", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("decode_short: ") == 3 and printed.count("lean: ") == 3
+    assert "identical transcripts: " in printed and " / 3" in printed
