@@ -29,8 +29,8 @@ in the machine's load hits every system alike). In each process: threads set (to
 CTranslate2 / faster-whisper ``intra_threads`` / ``cpu_threads``, ``OMP_NUM_THREADS`` all equal to ``--threads``),
 the model loaded (timed apart: ``load_s``), one untimed warm-up file, then the shard timed: wall clock
 (``perf_counter``) and process CPU time (``process_time``: every thread of the process). Reported per system:
-audio seconds per wall second and per CPU second, peak resident memory (``ru_maxrss`` of its processes: runtime,
-model and work), WER (``score_wer``, English, normalized with Whisper's English normalizer; raw too), and the
+audio seconds per wall second and per CPU second, peak resident memory (the largest ``VmHWM`` of its processes:
+runtime, model and work), WER (``score_wer``, English, normalized with Whisper's English normalizer; raw too), and the
 ratios of ``speechkit`` to ``fw_int8_best`` (the issue's targets: >= 20x on the FSDD test takes, >= 2x on the
 1-15 s sentences, at the same WER).
 
@@ -42,8 +42,10 @@ eSpeak NG, 1-15 s, the corpus of ``benchmarks/whisper_training_throughput.py`` (
     python benchmarks/whisper_inference.py --checkpoint CKPT --json inference.json [--corpora fsdd sentences]
         [--threads 1] [--rounds 3] [--batch-size 16] [--systems ...] [--profile]
 
-``--profile`` instead profiles ``speechkit transcribe`` alone (cProfile over the same call) and prints where its
-time goes: reading audio, features, encoder, decoder, the rest of ``generate`` and Python.
+``--profile`` instead profiles ``speechkit transcribe`` alone over each whole corpus, in a fresh process: stage
+timers (headers, reading audio, features, encoder; the decoder and the LM head inside ``generate`` and inside the
+first-step logits; the rest of ``generate``; token log-probabilities; writing; what is left), then cProfile's top
+functions by own time. ``benchmarks/whisper_greedy_probe.py`` measures a proposal made from it.
 """
 
 from __future__ import annotations
