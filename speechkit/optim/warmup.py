@@ -7,9 +7,10 @@ section 2.4: AdamW, linear learning-rate decay to zero after a warm-up); any oth
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 import torch
+from torch.optim import Optimizer
 from lightning.pytorch.cli import LRSchedulerCallable
 
 DEFAULT_TOTAL_STEPS = 10_000  # the decay length when the trainer sets no max_steps
@@ -50,3 +51,13 @@ def adamw_warmup_decay(
         total, warmup = max_steps if max_steps > 0 else DEFAULT_TOTAL_STEPS, max(1, warmup_steps)
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: linear_warmup_decay(step, warmup, total))
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+
+def configure_optimizers(parameters: Any, optimizer_factory: Callable[[Any], Optimizer],
+                         scheduler_factory: Optional[Callable[[Optimizer], Any]] = None) -> Any:
+    """What a task's ``configure_optimizers`` returns for LightningCLI's optimizer / scheduler callables: the
+    optimizer alone, or with its scheduler stepped every training step (the schedules here count steps)."""
+    optimizer = optimizer_factory(parameters)
+    if scheduler_factory is None:
+        return optimizer
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler_factory(optimizer), "interval": "step"}}

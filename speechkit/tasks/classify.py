@@ -25,6 +25,7 @@ from speechkit.losses import HarmonicHead, LossReweighter, Strategy, ZLoss, chec
 from speechkit.losses.distances import DistanceName
 from speechkit.models.conv_encoder import ConvEncoder
 from speechkit.optim import NoiseFiT
+from speechkit.optim.warmup import configure_optimizers
 
 HeadKind = Literal["linear", "harmonic", "zloss"]
 HEADS = ("linear", "harmonic", "zloss")
@@ -196,8 +197,4 @@ class AudioClassifier(L.LightningModule):
         record_task_class(self, checkpoint)
 
     def configure_optimizers(self) -> Any:
-        optimizer = self.optimizer_factory(self.parameters())
-        if self.scheduler_factory is None:
-            return optimizer
-        scheduler = self.scheduler_factory(optimizer)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return configure_optimizers(self.parameters(), self.optimizer_factory, self.scheduler_factory)

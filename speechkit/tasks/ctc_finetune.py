@@ -29,6 +29,7 @@ from speechkit.metrics.stateful import WERMetric
 from speechkit.models.ctc_decode import beam_decode, greedy_decode
 from speechkit.models.speech_encoder import FBANK_FRAME_SHIFT, SUBSAMPLING, EncoderConfig, SpeechEncoder, encoder_config
 from speechkit.models.whisper_seq2seq import log_wer, prediction_rows, predictions_path, write_predictions
+from speechkit.optim.warmup import configure_optimizers
 from speechkit.text.characters import BLANK, ENGLISH_ALPHABET, CharTokenizer
 from speechkit.text.normalizers import NormalizerKind
 
@@ -183,8 +184,4 @@ class CTCFinetune(L.LightningModule):
         record_task_class(self, checkpoint)
 
     def configure_optimizers(self) -> Any:
-        optimizer = self.optimizer_factory(self.parameters())
-        if self.scheduler_factory is None:
-            return optimizer
-        scheduler = self.scheduler_factory(optimizer)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return configure_optimizers(self.parameters(), self.optimizer_factory, self.scheduler_factory)

@@ -34,6 +34,7 @@ from speechkit.losses import check_finite
 from speechkit.losses.masked import contrastive_frame_losses, masked_frame_loss
 from speechkit.models.quantizer import KMeansQuantizer, load_codebook
 from speechkit.models.speech_encoder import EncoderConfig, SpeechEncoder, encoder_config, encoder_frames
+from speechkit.optim.warmup import configure_optimizers
 from speechkit.tensors import lengths_to_mask
 
 
@@ -138,8 +139,4 @@ class MaskedSpeechPretrain(L.LightningModule):
         record_task_class(self, checkpoint)
 
     def configure_optimizers(self) -> Any:
-        optimizer = self.optimizer_factory(self.parameters())
-        if self.scheduler_factory is None:
-            return optimizer
-        scheduler = self.scheduler_factory(optimizer)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return configure_optimizers(self.parameters(), self.optimizer_factory, self.scheduler_factory)
