@@ -25,12 +25,7 @@ TINY = EncoderConfig(num_mel_bins=40, dim=32, num_layers=2, num_heads=2, ffn_dim
 ALPHABET = "tone012"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -27,12 +27,7 @@ from speechkit.testing import tone_corpus
 TINY = EncoderConfig(num_mel_bins=40, dim=32, num_layers=2, num_heads=2, ffn_dim=64, conv_kernel=7, dropout=0.0)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")
@@ -67,17 +62,23 @@ def batches(corpus: Path, model: MaskedSpeechPretrain, train: str = "cuts_train.
     return list(data.train_dataloader())
 
 
-def test_pretraining_loss_falls(corpus):
-    model = task(corpus)
-    train = batches(corpus, model)
+def train_losses(model: MaskedSpeechPretrain, train: list, steps: int) -> list[float]:
+    """The training loss of ``steps`` AdamW steps (lr 3e-3) cycling over ``train``."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     losses = []
-    for step in range(40):
+    for step in range(steps):
         loss = model.training_step(train[step % len(train)], step)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         losses.append(float(loss.detach()))
+    return losses
+
+
+def test_pretraining_loss_falls(corpus):
+    model = task(corpus)
+    train = batches(corpus, model)
+    losses = train_losses(model, train, steps=40)
     assert losses[0] == pytest.approx(np.log(8), abs=0.5)  # 8 codes, untrained
     assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5])
 
@@ -156,14 +157,7 @@ def test_fit_and_checkpoint_round_trip(corpus, tmp_path):
 def test_contrastive_objective_loss_falls(corpus):
     model = task(corpus, objective="contrastive", num_distractors=10)
     train = batches(corpus, model)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    losses = []
-    for step in range(30):
-        loss = model.training_step(train[step % len(train)], step)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(float(loss.detach()))
+    losses = train_losses(model, train, steps=30)
     assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5])
     with pytest.raises(SpeechkitError, match="objective"):
         task(corpus, objective="bert")
