@@ -18,8 +18,8 @@ LAYERS: dict[str, int] = {
     # 1: components: pure functions and small modules of the papers, checkpoint files (no task imported)
     "text": 1, "metrics": 1, "losses": 1, "optim": 1, "distill": 1, "compress": 1, "curvature": 1, "scaling": 1,
     "checkpoints": 1, "loggers": 1, "rl": 1,
-    # 2: corpora -> manifests -> batches
-    "data": 2,
+    # 2: corpora -> manifests -> batches; class-incremental streams over CutSets
+    "data": 2, "continual": 2,
     # 3: Whisper loading and adaptation, encoders, heads, the sequence-to-sequence core
     "models": 3,
     # 4: one thin LightningModule per method
