@@ -298,7 +298,9 @@ class SpeechDataModule(L.LightningDataModule):
                 num_cuts_for_bins_estimate=c.num_cuts_for_bins_estimate, **common,
             )
         except AssertionError as error:  # Lhotse checks bins with asserts; the user should see which key to change
-            raise SpeechkitError(f"data config num_buckets={c.num_buckets}: {error}") from error
+            reason = str(error) or ("Lhotse's bucketing sampler needs at least 2 buckets (for one bucket of fixed "
+                                    "size use max_cuts)" if c.num_buckets < 2 else "Lhotse refused the bucket bins")
+            raise SpeechkitError(f"data config num_buckets={c.num_buckets}: {reason}") from error
 
     def _token_counter(self) -> Optional[TaskTokenCounter]:
         """The task's token count of a cut (the one ``speechkit bins -c`` and ``batch-sizes -c`` use)."""

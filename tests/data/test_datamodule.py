@@ -128,6 +128,12 @@ def test_bad_config_values():
         DataConfig(noise_snr=(20.0, 10.0))
 
 
+def test_one_bucket_is_a_clear_error(corpus):
+    dm = SpeechDataModule(config(corpus, num_buckets=1))
+    with pytest.raises(SpeechkitError, match="num_buckets=1: Lhotse's bucketing sampler needs at least 2 buckets"):
+        dm.train_dataloader()
+
+
 def test_2d_bins_with_per_bucket_batch_sizes(corpus):
     """2-D (duration x tokens) buckets with fixed batch sizes; token counts come from the task's tokenizer."""
     bins = [[0.8, 6], [1.3, 6]]
