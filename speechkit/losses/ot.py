@@ -27,7 +27,6 @@ Dimension legend: ``B`` utterances, ``M`` frames of ``x``, ``N`` frames of ``y``
 from __future__ import annotations
 
 import math
-from typing import Optional
 
 import torch
 from torch import Tensor
@@ -35,7 +34,7 @@ from torch import Tensor
 from speechkit.errors import SpeechkitError
 
 
-def _check(x: Tensor, y: Tensor, x_mask: Optional[Tensor], y_mask: Optional[Tensor], blur: float,
+def _check(x: Tensor, y: Tensor, x_mask: Tensor | None, y_mask: Tensor | None, blur: float,
            scaling: float) -> tuple[Tensor, Tensor]:
     if x.dim() != 3 or y.dim() != 3:
         raise SpeechkitError(f"sinkhorn_divergence: expected x (B, M, D) and y (B, N, D), got {tuple(x.shape)} and "
@@ -98,8 +97,8 @@ def _softmin(eps: Tensor, cost: Tensor, h: Tensor) -> Tensor:
 def sinkhorn_divergence(
     x: Tensor,
     y: Tensor,
-    x_mask: Optional[Tensor] = None,
-    y_mask: Optional[Tensor] = None,
+    x_mask: Tensor | None = None,
+    y_mask: Tensor | None = None,
     blur: float = 0.05,
     scaling: float = 0.5,
     position_weight: float = 0.0,
