@@ -56,6 +56,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "msm-codebook": ("speechkit.drivers.codebook:msm_codebook", "fit the k-means targets of masked speech pretraining"),
     "scorer-confidences": ("speechkit.drivers.scorer_confidences:scorer_confidences",
                            "store a CTC scorer's per-frame confidences on cuts (Ask2Mask)"),
+    "continual": ("speechkit.drivers.continual:continual",
+                  "train a class-incremental stream (COCONUT, replay, KD); write the accuracy matrix"),
 }  # fmt: skip
 
 
