@@ -24,6 +24,9 @@ CORPORA: dict[str, str] = {
     "multi30k_synth": "speechkit.data.corpora.multi30k_synth",
     "commonvoice": "speechkit.data.corpora.commonvoice",
     "librispeech": "speechkit.data.corpora.librispeech",
+    "scenes_synth": "speechkit.data.corpora.scenes_synth",
+    "clotho": "speechkit.data.corpora.clotho",
+    "audiocaps": "speechkit.data.corpora.audiocaps",
 }
 
 # corpus -> its typed importer, the sub-commands of ``speechkit prepare``
