@@ -189,7 +189,7 @@ def batches(dataset: SpeechDataset, cuts: CutSet, size: int, desc: str) -> Any:
         yield dataset[cuts.subset(cut_ids=ids[start:start + size])]
 
 
-class TestSet:
+class ScoredTestSet:
     """The test cuts' features, computed once and kept in memory, and their classes."""
 
     def __init__(self, cuts: CutSet, data: DataConfig, model: CoconutTask, size: int) -> None:
@@ -263,7 +263,8 @@ def summarize(matrix: list[list[float]], counts: list[int]) -> dict[str, Any]:
 
 @command(positional=("config",))
 def continual(config: str, *, out_dir: str = "exp/continual", seed: Optional[int] = None,
-              steps_per_task: Optional[int] = None, name: Optional[str] = None) -> None:
+              steps_per_task: Optional[int] = None, train_cuts: Optional[str] = None,
+              test_cuts: Optional[str] = None, name: Optional[str] = None) -> None:
     """Train a CoconutTask over a class-incremental stream; write the accuracy matrix (JSON) and its PNG.
 
     Args:
@@ -271,6 +272,8 @@ def continual(config: str, *, out_dir: str = "exp/continual", seed: Optional[int
         out_dir: folder of the run (task manifests and logs, ``accuracy.json``, ``accuracy.png``, ``last.ckpt``).
         seed: replaces the config's seed (weights, sampling, buffer; not the class order, ``stream.order_seed``).
         steps_per_task: replaces ``stream.steps_per_task``.
+        train_cuts: replaces ``stream.train_cuts``.
+        test_cuts: replaces ``stream.test_cuts``.
         name: the run's name in the PNG and JSON (default: the config's file name).
 
     Examples:
@@ -279,8 +282,8 @@ def continual(config: str, *, out_dir: str = "exp/continual", seed: Optional[int
     parsed = read_continual_config(config)
     if seed is not None:
         parsed.seed = seed
-    if steps_per_task is not None:
-        parsed.stream = dataclasses.replace(parsed.stream, steps_per_task=steps_per_task)
+    given = {"steps_per_task": steps_per_task, "train_cuts": train_cuts, "test_cuts": test_cuts}
+    parsed.stream = dataclasses.replace(parsed.stream, **{k: v for k, v in given.items() if v is not None})
     run_stream(parsed, Path(out_dir), name or Path(config).stem)
 
 
@@ -293,7 +296,7 @@ def run_stream(config: ContinualConfig, out: Path, name: str) -> dict[str, Any]:
     test = load_cuts(stream.test_cuts, "test_cuts").to_eager()
     scenario = build_scenario(stream, train, test)
     model = build_task(config, scenario)
-    test_set = TestSet(test, config.data, model, stream.eval_batch_cuts)
+    test_set = ScoredTestSet(test, config.data, model, stream.eval_batch_cuts)
     buffer = ReplayBuffer(stream.buffer_size, stream.buffer_selection, seed=config.seed) if stream.buffer_size else None
     result: dict[str, Any] = {"name": name, "seed": config.seed, "tasks": [list(t) for t in scenario.tasks],
                               "matrix": [], "task_wall_s": [], "buffer_counts": []}

@@ -5,7 +5,11 @@ import pytest
 import torch
 
 from speechkit.errors import SpeechkitError
-from speechkit.losses.contrastive import multimodal_contrastive_loss, nspt_loss, supervised_contrastive_loss
+from speechkit.losses.contrastive import (
+    multimodal_contrastive_loss,
+    nspt_loss,
+    supervised_contrastive_loss,
+)
 
 LABELS = [0, 1, 0, 1, 2]  # class 2 has one sample: no positive in SupCon, only itself in NSPT / MM
 
