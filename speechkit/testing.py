@@ -60,6 +60,36 @@ def tone_corpus(
     return write_split(out_dir, split, RecordingSet.from_recordings(recordings), SupervisionSet.from_segments(supervisions))
 
 
+TONE_CAPTIONS = {
+    0: ["a low tone hums", "a low hum", "a deep tone sounds", "low pitched humming", "a low tone is heard"],
+    1: ["a high beep rings", "a high tone beeps", "a shrill beep", "high pitched beeping", "a high beep is heard"],
+    2: ["a tone rises", "a rising tone", "the pitch goes up", "a sweep goes up", "a tone sweeps upward"],
+}
+
+
+def captioned_tones(out_dir: str | Path, split: str, count: int, seed: int = 0) -> CutSet:
+    """Writes a tiny captioning corpus: low (200 Hz), high (2400 Hz) and rising (300-1800 Hz) tones, 0.6-1 s, each
+    with the five captions of its kind (``TONE_CAPTIONS``, rotated per clip) stored as ``speechkit.data.captions``
+    says; ``custom["kind"]`` is the kind. Returns the cuts (also written as manifests)."""
+    out_dir = Path(out_dir)
+    (out_dir / "audio").mkdir(parents=True, exist_ok=True)
+    rng, recordings, supervisions = np.random.default_rng(seed), [], []
+    for i in range(count):
+        kind, rate = i % 3, 16000
+        t = np.arange(int(rng.uniform(0.6, 1.0) * rate)) / rate
+        freq = {0: np.full_like(t, 200.0), 1: np.full_like(t, 2400.0), 2: 300 + 1500 * t / t[-1]}[kind]
+        audio = 0.5 * np.sin(2 * np.pi * np.cumsum(freq) / rate) + 0.02 * rng.standard_normal(len(t))
+        path = out_dir / "audio" / f"{split}_{i:03d}.wav"
+        sf.write(path, audio.astype(np.float32), rate)
+        recording = Recording.from_file(path, recording_id=path.stem)
+        captions = TONE_CAPTIONS[kind][i % 5:] + TONE_CAPTIONS[kind][:i % 5]
+        recordings.append(recording)
+        supervisions.append(SupervisionSegment(
+            id=path.stem, recording_id=path.stem, start=0.0, duration=recording.duration, channel=0,
+            text=captions[0], language="en", custom={"captions": captions, "kind": kind}))
+    return write_split(out_dir, split, RecordingSet.from_recordings(recordings), SupervisionSet.from_segments(supervisions))
+
+
 def tiny_whisper_dir(out_dir: str | Path, multilingual: bool = True, seed: int = 0) -> Path:
     """Saves a random 2+2-layer Whisper (d=32) with a real Whisper tokenizer as a Hugging Face folder.
 

@@ -9,11 +9,9 @@ import json
 from pathlib import Path
 
 import lightning as L
-import numpy as np
 import pytest
-import soundfile as sf
 import torch
-from lhotse import CutSet, Recording, RecordingSet, SupervisionSegment, SupervisionSet
+from lhotse import CutSet
 from lhotse.utils import fastcopy
 
 from speechkit.checkpoints import load_task
@@ -24,43 +22,19 @@ from speechkit.data.captions import (
     caption_pairs,
     cut_captions,
 )
-from speechkit.data.corpora.base import write_split
 from speechkit.errors import SpeechkitError
 from speechkit.models.captioner import DecoderConfig, beam_search
 from speechkit.models.speech_encoder import EncoderConfig
 from speechkit.tasks.caption_retrieval import cut_features, pairwise_caption_loss
 from speechkit.tasks.captioning import AudioCaptioner
+from speechkit.testing import TONE_CAPTIONS, captioned_tones
 from speechkit.text.words import BOS, EOS, build_vocabulary
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 ENCODER = EncoderConfig(num_mel_bins=40, dim=32, num_layers=1, num_heads=2, ffn_dim=64, conv_kernel=7, dropout=0.0)
 DECODER = DecoderConfig(dim=32, num_layers=1, num_heads=2, ffn_dim=64, dropout=0.0, max_tokens=12)
-PARAPHRASES = {
-    0: ["a low tone hums", "a low hum", "a deep tone sounds", "low pitched humming", "a low tone is heard"],
-    1: ["a high beep rings", "a high tone beeps", "a shrill beep", "high pitched beeping", "a high beep is heard"],
-    2: ["a tone rises", "a rising tone", "the pitch goes up", "a sweep goes up", "a tone sweeps upward"],
-}
-
-
-def captioned_tones(out: Path, split: str, count: int, seed: int) -> CutSet:
-    """Tones of three kinds (low, high, rising) with five captions each, as ``scenes_synth`` stores them."""
-    (out / "audio").mkdir(parents=True, exist_ok=True)
-    rng, recordings, supervisions = np.random.default_rng(seed), [], []
-    for i in range(count):
-        kind, rate = i % 3, 16000
-        t = np.arange(int(rng.uniform(0.6, 1.0) * rate)) / rate
-        freq = {0: 200 + 0 * t, 1: 2400 + 0 * t, 2: 300 + 1500 * t / t[-1]}[kind]
-        audio = 0.5 * np.sin(2 * np.pi * np.cumsum(freq) / rate) + 0.02 * rng.standard_normal(len(t))
-        path = out / "audio" / f"{split}_{i:03d}.wav"
-        sf.write(path, audio.astype(np.float32), rate)
-        recording = Recording.from_file(path, recording_id=path.stem)
-        captions = PARAPHRASES[kind][i % 5:] + PARAPHRASES[kind][:i % 5]
-        recordings.append(recording)
-        supervisions.append(SupervisionSegment(
-            id=path.stem, recording_id=path.stem, start=0.0, duration=recording.duration, channel=0,
-            text=captions[0], language="en", custom={"captions": captions, "kind": kind}))
-    return write_split(out, split, RecordingSet.from_recordings(recordings), SupervisionSet.from_segments(supervisions))
+PARAPHRASES = TONE_CAPTIONS
 
 
 @pytest.fixture(scope="module")
