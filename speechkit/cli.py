@@ -37,12 +37,19 @@ EVALUATE = CommandGroup(
               "recall": "speechkit.metrics.cli:recall"},
     noun="metric",
 )
+# ``speechkit bench squtr``: benchmarks users run on their own models, with the data they need.
+BENCH = CommandGroup(
+    "Benchmarks run on your own models: squtr (spoken-query retrieval under noise), its offline set, noise and "
+    "end-to-end retriever.",
+    commands="speechkit.bench:COMMANDS", noun="benchmark",
+)
 
 # name -> ("module:attribute", one-line help). The attribute is a typed command function, a ``CommandGroup`` of
 # them, or a ``main(argv) -> int`` that parses its own command line.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "prepare": ("speechkit.cli:PREPARE", "import a corpus folder into Lhotse manifests"),
     "evaluate": ("speechkit.cli:EVALUATE", "score predictions: evaluate wer|bleu|recall ..."),
+    "bench": ("speechkit.cli:BENCH", "benchmarks: bench squtr (spoken-query retrieval under noise) ..."),
     "bins": ("speechkit.drivers.bucketing:bins", "estimate 1-D / 2-D bucket bins from a cut manifest"),
     "batch-sizes": ("speechkit.drivers.bucketing:batch_sizes", "search the largest batch size per bucket"),
     "sharpness": ("speechkit.drivers.sharpness:sharpness", "Hessian top eigenvalue and trace of a trained checkpoint"),

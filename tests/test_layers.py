@@ -26,7 +26,7 @@ LAYERS: dict[str, int] = {
     "tasks": 4,
     # 5: what chains tasks, checkpoints and data: drivers, inference, the command line, test factories
     "drivers": 5, "inference": 5, "lightning_cli": 5, "config": 5, "commands": 5, "cli": 5, "testing": 5,
-    "__init__": 5,
+    "__init__": 5, "bench": 5,
 }
 
 

@@ -27,6 +27,7 @@ CORPORA: dict[str, str] = {
     "scenes_synth": "speechkit.data.corpora.scenes_synth",
     "clotho": "speechkit.data.corpora.clotho",
     "audiocaps": "speechkit.data.corpora.audiocaps",
+    "musan": "speechkit.data.corpora.musan",
 }
 
 # corpus -> its typed importer, the sub-commands of ``speechkit prepare``
