@@ -63,6 +63,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "msm-codebook": ("speechkit.drivers.codebook:msm_codebook", "fit the k-means targets of masked speech pretraining"),
     "scorer-confidences": ("speechkit.drivers.scorer_confidences:scorer_confidences",
                            "store a CTC scorer's per-frame confidences on cuts (Ask2Mask)"),
+    "self-data": ("speechkit.drivers.self_data:self_data",
+                  "rewrite a manifest's transcripts with the teacher's own where verified (self-data distillation)"),
     "continual": ("speechkit.drivers.continual:continual",
                   "train a class-incremental stream (COCONUT, replay, KD); write the accuracy matrix"),
 }  # fmt: skip

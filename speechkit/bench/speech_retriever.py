@@ -118,7 +118,7 @@ def train_speech_embedder(features: Sequence[torch.Tensor], teacher: np.ndarray,
             nn.utils.clip_grad_norm_(model.parameters(), 5.0)
             optimizer.step()
             schedule.step()
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
     return model.eval(), losses
 
