@@ -24,6 +24,7 @@ from lhotse.cut import Cut
 from lhotse.utils import fastcopy
 
 from speechkit.data.batches import SpeechBatch
+from speechkit.data.config import DataConfig
 from speechkit.data.datamodule import SpeechDataModule
 from speechkit.data.dataset import SpeechDataset
 from speechkit.data.masked import batch_generator
@@ -120,7 +121,7 @@ class CaptionDataModule(SpeechDataModule):
         config: every data option (see ``DataConfig``); ``text_field`` must stay ``text``.
     """
 
-    def __init__(self, config: Any) -> None:
+    def __init__(self, config: DataConfig) -> None:
         if config.text_field != "text":
             raise SpeechkitError(f"CaptionDataModule: text_field={config.text_field!r}; captions are read from "
                                  f"supervision.text and custom[{CAPTIONS_FIELD!r}], set text_field: text")

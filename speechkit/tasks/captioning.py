@@ -48,6 +48,15 @@ def vocabulary_words(vocabulary: str | list[str]) -> list[str]:
     return list(vocabulary)
 
 
+def check_vocabulary(checkpoint: dict[str, Any], tokenizer: WordTokenizer) -> None:
+    """The checkpoint's word list (its hyper-parameter ``vocabulary``) must be the task's, word for word."""
+    saved, words = (checkpoint.get("hyper_parameters") or {}).get("vocabulary"), tokenizer.words[4:]
+    if isinstance(saved, list) and saved != words:
+        first = next((i for i, (a, b) in enumerate(zip(saved, words)) if a != b), min(len(saved), len(words)))
+        raise SpeechkitError(f"vocabulary: the checkpoint's {len(saved)} words and the given {len(words)} differ from "
+                             f"word {first} on; give the vocabulary it was trained with (or leave it out)")
+
+
 class AudioCaptioner(L.LightningModule):
     """Encoder-decoder audio captioner (see the module docstring).
 
@@ -67,7 +76,8 @@ class AudioCaptioner(L.LightningModule):
         scheduler: learning-rate scheduler factory, stepped every optimizer step; ``None`` = constant.
     """
 
-    checkpoint_fixed_args: tuple[str, ...] = ("vocabulary", "encoder", "decoder", "input_norm")
+    # ``vocabulary`` may be given again as the file it came from: on_load_checkpoint compares the words
+    checkpoint_fixed_args: tuple[str, ...] = ("encoder", "decoder", "input_norm")
 
     def __init__(
         self,
@@ -179,6 +189,9 @@ class AudioCaptioner(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         record_task_class(self, checkpoint)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        check_vocabulary(checkpoint, self.tokenizer)
 
     def configure_optimizers(self) -> Any:
         return configure_optimizers(self.parameters(), self.optimizer_factory, self.scheduler_factory)

@@ -42,7 +42,7 @@ from speechkit.tasks.caption_retrieval import (
     cut_features,
     pad_features,
 )
-from speechkit.tasks.captioning import vocabulary_words
+from speechkit.tasks.captioning import check_vocabulary, vocabulary_words
 from speechkit.text.words import PAD, WordTokenizer, normalize_caption
 
 
@@ -65,7 +65,7 @@ class DualEncoderRetrieval(L.LightningModule):
         scheduler: learning-rate scheduler factory, stepped every optimizer step; ``None`` = constant.
     """
 
-    checkpoint_fixed_args: tuple[str, ...] = ("vocabulary", "encoder", "text", "embed_dim")
+    checkpoint_fixed_args: tuple[str, ...] = ("encoder", "text", "embed_dim")  # vocabulary: on_load_checkpoint
 
     def __init__(
         self,
@@ -140,6 +140,9 @@ class DualEncoderRetrieval(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         record_task_class(self, checkpoint)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        check_vocabulary(checkpoint, self.tokenizer)
 
     def configure_optimizers(self) -> Any:
         return configure_optimizers(self.parameters(), self.optimizer_factory, self.scheduler_factory)

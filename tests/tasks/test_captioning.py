@@ -183,3 +183,15 @@ def test_bad_input_is_a_one_line_error(corpus, tmp_path):
         pairwise_caption_loss(captioner(), [torch.zeros(0, 40)], ["a low hum"])
     with pytest.raises(SpeechkitError, match="text_field"):
         CaptionDataModule(data_config(corpus, text_field="de"))
+
+
+def test_a_checkpoint_loads_with_its_vocabulary_file_and_refuses_another(corpus, tmp_path):
+    task = captioner()
+    path = tmp_path / "captioner.ckpt"
+    trainer(1, limit_val_batches=0).fit(task, CaptionDataModule(data_config(corpus)))
+    task.trainer.save_checkpoint(path)
+    (tmp_path / "same.txt").write_text("\n".join(vocabulary()) + "\n")
+    assert load_task(path, vocabulary=str(tmp_path / "same.txt")).tokenizer.words == task.tokenizer.words
+    (tmp_path / "other.txt").write_text("\n".join(reversed(vocabulary())) + "\n")
+    with pytest.raises(SpeechkitError, match=r"^vocabulary: the checkpoint's \d+ words and the given \d+ differ"):
+        load_task(path, vocabulary=str(tmp_path / "other.txt"))
