@@ -9,7 +9,9 @@ trained on the corpus's text (``text_encoder_init``: a ``SpeechTranslation(sourc
 default as in the authors' command. ``S_eps`` is the per-utterance debiased Sinkhorn divergence with the position
 coordinate (``speechkit.losses.ot.sinkhorn_divergence``; blur 0.05, scaling 0.5, position weight 1, ``w_ctc = 1``,
 ``w_ot = 0.1``: the paper's values). Both terms are summed per utterance and averaged over the batch (sentence
-average). ``ot_weight = 0`` is CTC-only pretraining (the text encoder is then not run). The ``encoder.*`` weights
+average). An utterance with fewer encoder frames than CTC needs for its characters (eSpeak's fastest voices say
+more than 25 characters a second) adds no CTC loss (``zero_infinity``, the authors' ``--zero-infinity``) but keeps
+its OT term; such utterances are counted and logged as ``train_ctc_infeasible`` / ``val_ctc_infeasible``. ``ot_weight = 0`` is CTC-only pretraining (the text encoder is then not run). The ``encoder.*`` weights
 start ``SpeechTranslation(encoder_init=...)``.
 
 Validation logs ``val_loss``, ``val_ctc``, ``val_ot`` and the greedy CTC transcripts' ``val_wer`` / ``val_cer``.
@@ -120,12 +122,10 @@ class CTCOptimalTransport(L.LightningModule):
             raise SpeechkitError("CTCOptimalTransport: the batch has no token ids (use speechkit.data.SpeechDataModule)")
         hidden, lens = self.encoder(batch.inputs, batch.input_lens)  # (B, T', D)
         log_probs = self.output(hidden).log_softmax(-1)
-        too_short = (lens < batch.token_lens).nonzero().flatten().tolist()
-        if too_short:
-            raise SpeechkitError(f"cut {batch.cut_ids[too_short[0]]!r}: {int(lens[too_short[0]])} encoder frames "
-                                 f"cannot carry its {int(batch.token_lens[too_short[0]])} characters under CTC")
         ctc = F.ctc_loss(log_probs.transpose(0, 1).float(), batch.tokens, lens, batch.token_lens, blank=BLANK,
-                         reduction="sum", zero_infinity=True) / len(batch)
+                         reduction="none", zero_infinity=True)  # (B,) per-utterance sums
+        infeasible = (ctc == 0) & (batch.token_lens > 0)  # zero_infinity: too few frames for the characters
+        ctc = ctc.sum() / len(batch)
         ot = torch.zeros((), device=hidden.device)
         if self.hparams.ot_weight > 0:
             text, text_lens = self.text_encoder(batch.tokens, batch.token_lens)  # (B, U, D)
@@ -135,11 +135,13 @@ class CTCOptimalTransport(L.LightningModule):
                 position_weight=self.hparams.ot_position_weight,
             ).mean()
         loss = self.hparams.ctc_weight * ctc + self.hparams.ot_weight * ot
-        return {"loss": loss, "ctc": ctc, "ot": ot, "log_probs": log_probs, "lens": lens}
+        return {"loss": loss, "ctc": ctc, "ot": ot, "log_probs": log_probs, "lens": lens,
+                "ctc_infeasible": infeasible.sum().float()}
 
     def _log(self, stage: str, out: dict[str, torch.Tensor], size: int) -> None:
         for name in ("loss", "ctc", "ot"):
             self.log(f"{stage}_{name}", out[name], prog_bar=name == "loss", batch_size=size, sync_dist=stage == "val")
+        self.log(f"{stage}_ctc_infeasible", out["ctc_infeasible"], reduce_fx="sum", batch_size=size)
 
     def training_step(self, batch: SpeechBatch, batch_idx: int) -> torch.Tensor:
         out = self.losses(batch)

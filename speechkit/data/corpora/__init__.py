@@ -24,6 +24,7 @@ CORPORA: dict[str, str] = {
     "multi30k_synth": "speechkit.data.corpora.multi30k_synth",
     "commonvoice": "speechkit.data.corpora.commonvoice",
     "librispeech": "speechkit.data.corpora.librispeech",
+    "mustc": "speechkit.data.corpora.mustc",
     "scenes_synth": "speechkit.data.corpora.scenes_synth",
     "clotho": "speechkit.data.corpora.clotho",
     "audiocaps": "speechkit.data.corpora.audiocaps",
