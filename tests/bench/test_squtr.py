@@ -6,6 +6,7 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from speechkit.bench.asr import OracleASR, SpokenQuery, WordDropASR
@@ -122,3 +123,20 @@ def test_command_errors_are_one_line(tmp_path, capsys):
         "(the text condition is always scored)",
         "speechkit bench squtr: error: --retriever tfidf: expected bm25, dense or dense:<sentence-transformers folder>",
     ]
+
+
+def test_a_user_tts_callable_is_spoken_and_cached(tmp_path):
+    calls = []
+
+    def speak(text: str, query_id: str):
+        calls.append(query_id)
+        seconds = 0.3 + 0.1 * len(text.split())
+        return 0.3 * np.sin(2 * np.pi * 300 * np.arange(int(16000 * seconds)) / 16000)
+
+    data = toy_set(num_queries=3)
+    for _ in range(2):
+        rows = run_squtr(data, [WordDropASR(0.5)], [BM25Retriever()], ["clean", "5"], tmp_path, tts=speak,
+                         progress=False)
+    assert sorted(calls) == ["q0", "q1", "q2"]  # the second run read the cached speech
+    assert len(list((tmp_path / "speech").rglob("*.flac"))) == 3
+    assert {(r["condition"], r["asr"]) for r in rows} == {("text", None), ("clean", "drop:0.5"), ("5", "drop:0.5")}
