@@ -32,7 +32,7 @@ METRICS = ("R@1", "R@5", "R@10", "mAP@10")
 def chance(num_audios: int, per_audio: int) -> dict[str, dict[str, float]]:
     """Expected R@k of a random ranking: T2A one relevant audio of A, A2T ``per_audio`` relevant captions of C."""
     captions = num_audios * per_audio
-    t2a = {f"R@{k}": k / num_audios for k in (1, 5, 10)}
+    t2a = {f"R@{k}": min(k, num_audios) / num_audios for k in (1, 5, 10)}
     a2t = {f"R@{k}": 1 - math.comb(captions - per_audio, k) / math.comb(captions, k) for k in (1, 5, 10)}
     return {"t2a": t2a, "a2t": a2t}
 
