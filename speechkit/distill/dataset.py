@@ -148,7 +148,7 @@ class TrajectoryMatcher:
 
     @property
     def lr(self) -> float:
-        return float(self.log_lr.exp())
+        return float(self.log_lr.detach().exp())
 
     def step(self) -> float:
         """One matching iteration; returns the loss."""
