@@ -42,7 +42,7 @@ from speechkit.data.batches import SpeechBatch
 from speechkit.data.manifests import language_code
 from speechkit.errors import SpeechkitError
 from speechkit.metrics.stateful import WERMetric
-from speechkit.models.adaptation import export
+from speechkit.models.adaptation import Strategy, apply_strategy, export
 from speechkit.models.ctranslate2 import VARIABLE_LENGTH_KEY, WhisperBundle
 from speechkit.models.pretrained import load_whisper
 from speechkit.models.whisper_decode import decoding_config, frame_mask, quiet_internal_warning
@@ -157,6 +157,17 @@ class WhisperSeq2Seq:
     def with_model(self, model: nn.Module) -> WhisperSeq2Seq:
         """The same core around another model of the same vocabulary (an adapted model, a frozen teacher)."""
         return dataclasses.replace(self, model=model)
+
+    def adapted(self, strategy: Strategy, lora_rank: int, lora_alpha: float, lora_dropout: float,
+                lora_target_modules: Sequence[str], frozen_encoder_layers: int,
+                init_checkpoint: Optional[str] = None) -> WhisperSeq2Seq:
+        """The core around its model adapted for training by ``strategy`` (:func:`~speechkit.models.adaptation.
+        apply_strategy`), with the weights of ``init_checkpoint`` (a Whisper task's checkpoint) if given."""
+        core = self.with_model(apply_strategy(self.model, strategy, lora_rank, lora_alpha, lora_dropout,
+                                              list(lora_target_modules), frozen_encoder_layers))
+        if init_checkpoint:
+            core.load_task_weights(init_checkpoint)
+        return core
 
     # -------------------------------------------------------------- text
     @property

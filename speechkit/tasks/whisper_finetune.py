@@ -24,7 +24,7 @@ from speechkit.data.batches import SpeechBatch
 from speechkit.errors import SpeechkitError
 from speechkit.models.whisper_predict import predict_rows
 from speechkit.losses.checks import check_finite
-from speechkit.models.adaptation import STRATEGIES, Strategy, apply_strategy, count_trainable
+from speechkit.models.adaptation import STRATEGIES, Strategy, count_trainable
 from speechkit.models.whisper_seq2seq import (
     WhisperCoreTask,
     WhisperSeq2Seq,
@@ -100,13 +100,10 @@ class WhisperFinetune(WhisperCoreTask, L.LightningModule):
             raise SpeechkitError(f"strategy {strategy!r}: expected one of {', '.join(STRATEGIES)}")
         self.save_hyperparameters(ignore=["scheduler"])  # a callable: not weights_only-loadable
         self.scheduler_factory = scheduler
-        core = WhisperSeq2Seq.load(model_name_or_path, language, new_language_init_from, task, pad_to_30s,
-                                   num_beams, max_new_tokens)
-        self.core = core.with_model(apply_strategy(core.model, strategy, lora_rank, lora_alpha, lora_dropout,
-                                                   lora_target_modules, frozen_encoder_layers))
+        self.core = WhisperSeq2Seq.load(model_name_or_path, language, new_language_init_from, task, pad_to_30s,
+                                        num_beams, max_new_tokens).adapted(
+            strategy, lora_rank, lora_alpha, lora_dropout, lora_target_modules, frozen_encoder_layers, init_checkpoint)
         self.model = self.core.model.train()  # loaders return eval-mode models; Lightning keeps submodule modes
-        if init_checkpoint:
-            self.core.load_task_weights(init_checkpoint)
         self.wer = self.core.wer_metric()
         self.predictions: list[dict[str, str]] = []
 

@@ -28,7 +28,7 @@ from speechkit.data.batches import SpeechBatch
 from speechkit.errors import SpeechkitError
 from speechkit.losses.checks import check_finite
 from speechkit.metrics.wer import edit_counts, resolve_normalizer
-from speechkit.models.adaptation import STRATEGIES, Strategy, apply_strategy
+from speechkit.models.adaptation import STRATEGIES, Strategy
 from speechkit.models.whisper_sampling import encode, sample, score
 from speechkit.models.whisper_seq2seq import WhisperCoreTask, WhisperSeq2Seq, metric_language
 from speechkit.optim.warmup import adamw_warmup_decay
@@ -102,12 +102,9 @@ class WhisperGRPO(WhisperCoreTask, L.LightningModule):
             raise SpeechkitError(f"temperature must be > 0 and ce_weight >= 0, got {temperature}, {ce_weight}")
         self.save_hyperparameters(ignore=["scheduler"])
         self.scheduler_factory = scheduler
-        core = WhisperSeq2Seq.load(model_name_or_path, language, new_language_init_from, task, pad_to_30s,
-                                   num_beams, max_new_tokens)
-        self.core = core.with_model(apply_strategy(core.model, strategy, lora_rank, lora_alpha, lora_dropout,
-                                                   lora_target_modules, frozen_encoder_layers))
-        if init_checkpoint:
-            self.core.load_task_weights(init_checkpoint)
+        self.core = WhisperSeq2Seq.load(model_name_or_path, language, new_language_init_from, task, pad_to_30s,
+                                        num_beams, max_new_tokens).adapted(
+            strategy, lora_rank, lora_alpha, lora_dropout, lora_target_modules, frozen_encoder_layers, init_checkpoint)
         # the frozen starting policy; in a list so that it is neither a submodule nor in the checkpoint
         self._reference = [self.core.with_model(copy.deepcopy(self.core.model).eval().requires_grad_(False))]
         self.model = self.core.model.train()
