@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # recipes/slurp_continual/run.sh OUT [SEEDS...]   (default OUT=exp/slurp_continual, SEEDS="0 1 2"; in the environment:
 # SLURP=$SPEECHKIT_DATA/slurp (devel.jsonl + test.jsonl), MAX_UTTERANCES=0 (all 5,007), STEPS=100 (per task),
-# METHODS="finetune replay replay_kd coconut joint")
+# METHODS="finetune replay replay_kd coconut coconut_kd joint")
 #
 # COCONUT (Cappellazzo et al., ACL Findings 2024) on SLURP-synth, CPU-sized: SLURP sentences spoken by eSpeak NG,
 # the 18 scenarios as classes, 6 tasks of 3 in a fixed order (order_seed 0), one run per method and seed
@@ -14,7 +14,7 @@ SEEDS=${*:-0 1 2}
 SLURP=${SLURP:-${SPEECHKIT_DATA:-../shared/data}/slurp}
 MAX_UTTERANCES=${MAX_UTTERANCES:-0}
 STEPS=${STEPS:-100}
-METHODS=${METHODS:-finetune replay replay_kd coconut joint}
+METHODS=${METHODS:-finetune replay replay_kd coconut coconut_kd joint}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 RECIPE=$(cd "$(dirname "$0")" && pwd)
 CONF=$(cd "$RECIPE/../.." && pwd)/conf/coconut

@@ -14,9 +14,10 @@ import numpy as np
 
 from speechkit.continual import plot_accuracy_over_time
 
-ORDER = ("finetune", "replay", "replay_kd", "coconut", "joint")
+ORDER = ("finetune", "replay", "replay_kd", "coconut", "coconut_kd", "joint")
 TITLES = {"finetune": "fine-tuning", "replay": "replay (180 cuts)", "replay_kd": "replay + logit KD",
-          "coconut": "COCONUT (replay + NSPT + MM)", "joint": "joint training (one task)"}
+          "coconut": "COCONUT (replay + NSPT + MM)", "coconut_kd": "COCONUT + logit KD",
+          "joint": "joint training (one task)"}
 METRICS = ("average_accuracy", "last_accuracy", "forgetting")
 
 

@@ -73,7 +73,8 @@ def plot_accuracy_over_time(
     test_counts: Optional[Sequence[int]] = None,
     title: str = "class-incremental accuracy",
 ) -> Path:
-    """PNG: ``A_t`` of every run after each task (left), then one panel per run with each task's accuracy over time.
+    """PNG: ``A_t`` of every run after each task (first panel), then one panel per run with each task's accuracy
+    over time (three panels a row).
 
     Args:
         runs: ``{name: accuracy matrix}``.
@@ -88,13 +89,18 @@ def plot_accuracy_over_time(
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure, axes = plt.subplots(1, 1 + len(runs), figsize=(4.2 * (1 + len(runs)), 3.8), squeeze=False)
+    columns = min(3, 1 + len(runs))
+    rows = -(-(1 + len(runs)) // columns)
+    figure, grid = plt.subplots(rows, columns, figsize=(4.6 * columns, 3.8 * rows), squeeze=False)
+    axes = grid.ravel()
     for name, matrix in runs.items():
         seen = seen_accuracy(matrix, test_counts)
-        axes[0][0].plot(range(1, len(seen) + 1), [100 * a for a in seen], marker="o", label=name)
-    axes[0][0].set(xlabel="after task", ylabel="accuracy on seen classes (%)", ylim=(0, 100), title="A_t")
-    axes[0][0].legend(fontsize=8)
-    for axis, (name, matrix) in zip(axes[0][1:], runs.items()):
+        axes[0].plot(range(1, len(seen) + 1), [100 * a for a in seen], marker="o", label=name)
+    axes[0].set(xlabel="after task", ylabel="accuracy on seen classes (%)", ylim=(0, 100), title="A_t")
+    axes[0].legend(fontsize=7)
+    for axis in axes[1 + len(runs):]:
+        axis.set_axis_off()
+    for axis, (name, matrix) in zip(axes[1:], runs.items()):
         array = check_accuracy_matrix(matrix)
         for j in range(len(array)):
             axis.plot(range(j + 1, len(array) + 1), 100 * array[j:, j], marker=".", label=f"task {j + 1}")

@@ -46,6 +46,7 @@ def run(tmp_path_factory) -> tuple[Path, Path]:
     return root / "exp", slurp
 
 
+@pytest.mark.slow
 def test_every_method_runs_and_the_table_has_its_rows(run):
     out, _ = run
     summary = json.loads((out / "results.json").read_text())
@@ -58,6 +59,7 @@ def test_every_method_runs_and_the_table_has_its_rows(run):
     assert (out / "results.png").read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.slow
 def test_a_second_call_redoes_nothing(run):
     out, slurp = run
     before = {p: p.stat().st_mtime_ns for p in out.glob("*/seed0/accuracy.json")}
