@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Minimum-WER GRPO vs cross-entropy on real whisper tiny.en and FSDD digits, same steps and data, from zero-shot;
 # plus 1-shot GRPO (one training recording, as in "Reinforcement Learning for Reasoning in Large Language Models
-# with One Training Example"). Every run uses stock 30 s input (the zero-shot model loops on unpadded input).
-# Usage: recipes/fsdd/grpo.sh OUT_DIR      (STEPS=30 TEST_BATCHES=4 SMOKE=1: 2 steps, 1 test batch)
+# with One Training Example"). By default every run uses stock 30 s input (PAD_TO_30S=true).
+# Usage: recipes/fsdd/grpo.sh OUT_DIR      (STEPS=30 TEST_BATCHES=4 PAD_TO_30S=true; SMOKE=1: 2 steps, 1 test batch)
+# PAD_TO_30S=false trains and tests on unpadded input (variable-length encoder): the zero-shot model then loops
+# until max_new_tokens, and both CE and GRPO must teach it to stop.
 # Writes OUT_DIR/<run>/wer.json for run in zero_shot, ce, grpo, grpo_1shot, and OUT_DIR/summary.txt.
 set -euo pipefail
 out=${1:?usage: recipes/fsdd/grpo.sh OUT_DIR}
@@ -10,6 +12,7 @@ repo=$(cd "$(dirname "$0")/../.." && pwd)
 data=${SPEECHKIT_DATA:-$repo/../shared/data}
 steps=${STEPS:-30}
 test_batches=${TEST_BATCHES:-4}
+pad=${PAD_TO_30S:-true}
 if [ "${SMOKE:-0}" = 1 ]; then steps=2; test_batches=1; fi
 mkdir -p "$out"
 m=$out/manifests
@@ -26,8 +29,8 @@ PY
 common=(--data.init_args.config.dev_cuts "$m/cuts_dev.jsonl.gz" --data.init_args.config.test_cuts "$m/cuts_test.jsonl.gz"
         --data.init_args.config.max_duration 4.0 --data.init_args.config.val_batch_size 32
         --trainer.max_steps "$steps" --trainer.val_check_interval "$steps" --trainer.limit_val_batches 1
-        --trainer.limit_test_batches "$test_batches")
-ce=(-c "$repo/conf/whisper/fsdd_tiny_en.yaml" --model.init_args.pad_to_30s true --data.init_args.config.speed_perturb "[]")
+        --trainer.limit_test_batches "$test_batches" --model.init_args.pad_to_30s "$pad")
+ce=(-c "$repo/conf/whisper/fsdd_tiny_en.yaml" --data.init_args.config.speed_perturb "[]")
 grpo=(-c "$repo/conf/whisper/fsdd_grpo.yaml")
 
 test_run() {  # name, config args..., then the checkpoint (or "none")
