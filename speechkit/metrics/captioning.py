@@ -1,4 +1,4 @@
-"""Captioning metrics against several references per audio: CIDEr-D (written here) and BLEU (sacrebleu).
+"""Captioning metrics against several references per audio: CIDEr-D and exact-match METEOR (written here), BLEU.
 
 CIDEr-D: Vedantam, Zitnick, Parikh, "CIDEr: Consensus-based Image Description Evaluation", CVPR 2015, eq. (2)-(4),
 with the "-D" changes of the MS-COCO evaluation code (coco-caption ``cider_scorer.py``, which aac-metrics also
@@ -11,10 +11,18 @@ Why by hand: the maintained package, ``aac-metrics`` (Labbé), installs ``msclap
 ``transformers`` models for its other metrics and tokenizes with the Java Stanford PTB tokenizer; METEOR (Java +
 the METEOR 1.5 jar and paraphrase tables) and SPICE (Java + Stanford CoreNLP, about 1 GB) download their data on
 first use, FENSE / SPIDEr-FL download sentence-BERT and an error detector. None of those downloads is possible
-here, so METEOR, SPICE, SPIDEr (= (CIDEr-D + SPICE) / 2) and SPIDEr-FL are not computed. Captions are tokenized with
-``speechkit.text.words.normalize_caption`` (lower case, punctuation removed) instead of the PTB tokenizer; on
-punctuation-free lower-case text the two agree. CIDEr-D's values here equal aac-metrics' ``cider_d`` on the same
+here, so METEOR 1.5, SPICE, SPIDEr (= (CIDEr-D + SPICE) / 2) and SPIDEr-FL are not computed. Captions are
+tokenized with ``speechkit.text.words.normalize_caption`` (lower case, punctuation removed) instead of the PTB
+tokenizer; on punctuation-free lower-case text the two agree. CIDEr-D's values here equal aac-metrics' ``cider_d`` on the same
 tokens (checked once by hand; aac-metrics is not a dependency).
+
+METEOR-like: METEOR 1.0 with the exact-match module only (Banerjee and Lavie, "METEOR: An Automatic Metric for MT
+Evaluation with Improved Correlation with Human Judgments", ACL 2005 workshop, section 2): unigrams matched one to
+one, ``P = m / |hyp|``, ``R = m / |ref|``, ``Fmean = 10 P R / (R + 9 P)``, ``penalty = 0.5 (chunks / m)^3``,
+``score = Fmean (1 - penalty)``, the best reference per audio, the corpus score the mean. The alignment keeps the
+matches in runs where it can (a match continues the previous one's run when the next reference word fits), a
+greedy stand-in for METEOR's fewest-chunks search. No stemming, synonyms or paraphrases and not METEOR 1.5's tuned
+parameters, so its values are below the METEOR of aac-metrics and of papers: compare runs with it, not papers.
 
 BLEU: sacrebleu's corpus BLEU-4 (Papineni et al. 2002) with every reference of each audio (``None`` pads a shorter
 reference list, which sacrebleu ignores), on the normalized captions, 0-100. It is not coco-caption's BLEU (which
@@ -100,6 +108,39 @@ def cider_d(hyps: Sequence[str], references: Sequence[Sequence[str]]) -> tuple[f
     return sum(scores) / len(scores), scores
 
 
+def meteor_exact_sentence(hyp: Sequence[str], ref: Sequence[str]) -> float:
+    """Exact-match METEOR 1.0 of one tokenized hypothesis against one reference (see the module docstring)."""
+    used: set[int] = set()
+    aligned: list[int] = []  # reference position of each matched hypothesis word, in hypothesis order
+    previous = None
+    for i, word in enumerate(hyp):
+        free = [j for j, r in enumerate(ref) if r == word and j not in used]
+        if not free:
+            previous = None
+            continue
+        following = hyp[i + 1] if i + 1 < len(hyp) else None
+        starts_run = [j for j in free if j + 1 < len(ref) and ref[j + 1] == following and j + 1 not in used]
+        j = previous + 1 if previous is not None and previous + 1 in free else (starts_run or free)[0]
+        used.add(j)
+        aligned.append(j)
+        previous = j
+    matches = len(aligned)
+    if matches == 0:
+        return 0.0
+    chunks = 1 + sum(1 for a, b in zip(aligned, aligned[1:]) if b != a + 1)
+    precision, recall = matches / len(hyp), matches / len(ref)
+    fmean = 10 * precision * recall / (recall + 9 * precision)
+    return fmean * (1 - 0.5 * (chunks / matches) ** 3)
+
+
+def meteor_exact(hyps: Sequence[str], references: Sequence[Sequence[str]]) -> float:
+    """Mean over audios of the best exact-match METEOR against its references."""
+    check_captions(hyps, references)
+    scores = [max(meteor_exact_sentence(normalize_caption(h).split(), normalize_caption(r).split()) for r in refs)
+              for h, refs in zip(hyps, references)]
+    return sum(scores) / len(scores)
+
+
 def caption_bleu(hyps: Sequence[str], references: Sequence[Sequence[str]]) -> float:
     """sacrebleu corpus BLEU-4 (0-100) of the normalized captions against every reference of each audio."""
     check_captions(hyps, references)
@@ -110,5 +151,6 @@ def caption_bleu(hyps: Sequence[str], references: Sequence[Sequence[str]]) -> fl
 
 
 def captioning_metrics(hyps: Sequence[str], references: Sequence[Sequence[str]]) -> dict[str, float]:
-    """``cider_d`` (CIDEr-D, 0-10 scale as published x 1) and ``bleu4`` (0-100) of a corpus of captions."""
-    return {"cider_d": cider_d(hyps, references)[0], "bleu4": caption_bleu(hyps, references)}
+    """``cider_d`` (CIDEr-D as published: 0-10), ``bleu4`` (0-100) and ``meteor_exact`` (0-1) of a corpus."""
+    return {"cider_d": cider_d(hyps, references)[0], "bleu4": caption_bleu(hyps, references),
+            "meteor_exact": meteor_exact(hyps, references)}

@@ -1,5 +1,6 @@
 """Captioning metrics: CIDEr-D against the values aac-metrics 0.6.0 (``aac_metrics.functional.cider_d`` with
-``tokenizer=str.split``) gives on the same tokens, its defining properties, multi-reference BLEU, one-line errors."""
+``tokenizer=str.split``) gives on the same tokens, its defining properties, exact-match METEOR against hand-computed
+values, multi-reference BLEU, one-line errors."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from speechkit.metrics.captioning import (
     caption_bleu,
     captioning_metrics,
     cider_d,
+    meteor_exact,
+    meteor_exact_sentence,
     ngram_counts,
 )
 
@@ -41,7 +44,20 @@ def test_bleu_uses_every_reference_and_pads_shorter_lists():
     assert caption_bleu(["a dog is barking loudly"], [["a cat", "a dog is barking loudly"]]) == pytest.approx(100.0)
     mixed = caption_bleu(HYPS, [REFS[0], REFS[1][:1], REFS[2][:2]])
     assert 0.0 < mixed < 100.0
-    assert set(captioning_metrics(HYPS, REFS)) == {"cider_d", "bleu4"}
+    assert set(captioning_metrics(HYPS, REFS)) == {"cider_d", "bleu4", "meteor_exact"}
+
+
+def test_exact_meteor_against_hand_computed_values():
+    same = ["a", "dog", "barks", "at", "the", "door"]
+    assert meteor_exact_sentence(same, same) == pytest.approx(1 - 0.5 / 6**3)
+    # all six words match in three chunks (the cat | sat | on the mat): Fmean 1, penalty 0.5 (3/6)^3
+    hyp, ref = ["the", "cat", "sat", "on", "the", "mat"], ["on", "the", "mat", "sat", "the", "cat"]
+    assert meteor_exact_sentence(hyp, ref) == pytest.approx(1 - 0.5 * (3 / 6) ** 3)
+    # two matches in one chunk: P 2/3, R 2/5, Fmean = 10PR / (R + 9P) = 5/12, penalty 0.5 (1/2)^3
+    partial = meteor_exact_sentence(["a", "dog", "barks"], ["a", "dog", "is", "barking", "loudly"])
+    assert partial == pytest.approx(5 / 12 * (1 - 0.0625))
+    assert meteor_exact_sentence(["rain"], ["a", "dog"]) == 0.0
+    assert meteor_exact(["A dog barks!"], [["rain falls", "a dog barks"]]) == pytest.approx(1 - 0.5 / 27)
 
 
 @pytest.mark.parametrize("hyps, refs, message", [

@@ -44,7 +44,7 @@ def test_every_stage_runs_and_the_table_has_both_models(run):
         assert set(results[model]["retrieval"]) == {"t2a raw", "t2a normalised", "a2t raw", "a2t normalised"}
         assert all(0.0 <= value <= 1.0 for row in results[model]["retrieval"].values()
                    for key, value in row.items() if key != "queries")
-    assert set(results["captioner"]["captioning"]) == {"cider_d", "bleu4"}
+    assert set(results["captioner"]["captioning"]) == {"cider_d", "bleu4", "meteor_exact"}
     assert len((run / "captioner" / "predictions.jsonl").read_text().splitlines()) == 4
     assert (run / "results.png").stat().st_size > 0 and "| dual_encoder | A2T | normalised |" in (
         run / "results.md").read_text()
