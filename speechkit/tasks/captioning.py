@@ -5,9 +5,9 @@ Pellegrini, Pinquier, DCASE 2023), section 2: trained by teacher-forced cross-en
 CoNeTTE), decoded by beam search (beam 2, 3-30 words in CoNeTTE). The model is
 :class:`speechkit.models.captioner.Captioner`; data come from :class:`speechkit.data.captions.CaptionDataModule`
 (one caption drawn per audio per batch, all references kept for the metrics). Validation logs ``val_loss`` (the
-same smoothed loss) and, from the decoded captions, ``val_cider_d`` and ``val_bleu4``
+same smoothed loss) and, from the decoded captions, ``val_cider_d``, ``val_bleu4`` and ``val_meteor_exact``
 (``speechkit.metrics.captioning``); ``speechkit test`` writes ``predictions.jsonl`` (id, hypothesis, references)
-and logs ``test_cider_d`` / ``test_bleu4``. The same model scores audio-caption pairs for retrieval:
+and logs the same three as ``test_*``. The same model scores audio-caption pairs for retrieval:
 ``speechkit.tasks.caption_retrieval``.
 """
 
