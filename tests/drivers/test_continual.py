@@ -26,12 +26,12 @@ def tones(tmp_path_factory) -> Path:
     return folder
 
 
-def write_config(folder: Path, tones: Path, buffer_size: int, **model) -> Path:
+def write_config(folder: Path, tones: Path, buffer_size: int, selection: str = "random", **model) -> Path:
     config = {
         "seed": 0,
         "stream": {"train_cuts": str(tones / "cuts_train.jsonl.gz"), "test_cuts": str(tones / "cuts_test.jsonl.gz"),
                    "label_field": "intent", "first_task": 2, "increment": 2, "steps_per_task": 30,
-                   "buffer_size": buffer_size},
+                   "buffer_size": buffer_size, "buffer_selection": selection},
         "model": {"hidden": 32, "num_layers": 2, "proj_dim": 16, "text_hidden": 16, **model},
         "data": {"input": "fbank", "num_mel_bins": 40, "max_duration": 6.0, "num_buckets": 2},
     }
@@ -63,14 +63,17 @@ def test_fine_tuning_forgets_and_replay_remembers(tmp_path, tones):
 
 
 def test_coconut_run_writes_matrix_png_and_a_checkpoint_that_loads(tmp_path, tones):
+    """Every loss on, a herding buffer: the files of a run, the loss terms logged, the checkpoint loads."""
     out = tmp_path / "coconut"
-    result = run(write_config(tmp_path, tones, 8, kd_weight=1.0, nspt_weight=0.1, mm_weight=0.1), out)
+    result = run(write_config(tmp_path, tones, 8, "herding", kd_weight=1.0, nspt_weight=0.1, mm_weight=0.1), out)
     assert (out / "accuracy.png").read_bytes()[:4] == b"\x89PNG"
     assert sorted(p.name for p in out.iterdir()) == ["accuracy.json", "accuracy.png", "last.ckpt", "task0", "task1"]
     task1 = (out / "task1" / "cuts_train.jsonl.gz")
     assert task1.is_file() and (out / "task1" / "log" / "metrics.csv").is_file()
     metrics = (out / "task1" / "log" / "metrics.csv").read_text().splitlines()[0]
     assert {"train_ce", "train_kd", "train_nspt", "train_mm"} <= set(metrics.split(","))
+    first, second = result["tasks"]
+    assert result["buffer_counts"] == [{name: 4 for name in first}, {name: 2 for name in first + second}]
     model = load_task(out / "last.ckpt", CoconutTask)
     assert model.labels == [name for task in result["tasks"] for name in task] and model.active.all()
 
