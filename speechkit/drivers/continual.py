@@ -10,7 +10,7 @@ config (``conf/coconut/*.yaml``) has three sections::
       label_field: scenario
       first_task: 3
       increment: 3
-      steps_per_task: 150
+      steps_per_task: 100
       buffer_size: 180
     model:    # CoconutTask arguments, labels excepted (the scenario's classes): kd_weight, nspt_weight, mm_weight ...
       hidden: 128

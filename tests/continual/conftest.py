@@ -53,4 +53,5 @@ def switch_tone_corpus(out_dir, split: str, per_class: int, num_classes: int = 4
         supervisions.append(SupervisionSegment(
             id=path.stem, recording_id=path.stem, start=0.0, duration=recordings[-1].duration, channel=0,
             text=f"tone c{k}", language="en", speaker="spk0", custom={"intent": f"c{k}"}))
-    return write_split(out_dir, split, RecordingSet.from_recordings(recordings), SupervisionSet.from_segments(supervisions))
+    return write_split(out_dir, split, RecordingSet.from_recordings(recordings),
+                       SupervisionSet.from_segments(supervisions))

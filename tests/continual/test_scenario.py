@@ -16,7 +16,8 @@ def test_fsc_split_is_4_then_3_disjoint_and_complete(fsc_like_cuts):
     assert set(flat) == {cut_label(cut, "intent") for cut in fsc_like_cuts}
     for t in range(10):
         task = scenario.task_cuts(fsc_like_cuts, t, "intent")
-        assert {cut_label(c, "intent") for c in task} == set(scenario.tasks[t]) and len(task) == 4 * len(scenario.tasks[t])
+        assert {cut_label(c, "intent") for c in task} == set(scenario.tasks[t])
+        assert len(task) == 4 * len(scenario.tasks[t])
     assert len(scenario.seen_cuts(fsc_like_cuts, 9, "intent")) == len(fsc_like_cuts)
     assert scenario.seen(1) == list(scenario.tasks[0] + scenario.tasks[1])
 

@@ -30,7 +30,8 @@ def test_first_task_has_no_teacher_and_masks_unseen_classes(batch):
     model.begin_task(["c0", "c1"])
     assert model.teacher is None and model.old.tolist() == [False] * 4
     logits = model(batch.inputs, batch.input_lens)
-    assert (logits[:, 2:] == -1e4).all() and set(model.predict_classes(batch.inputs, batch.input_lens).tolist()) <= {0, 1}
+    assert (logits[:, 2:] == -1e4).all()
+    assert set(model.predict_classes(batch.inputs, batch.input_lens).tolist()) <= {0, 1}
 
 
 def test_teacher_is_a_frozen_copy_outside_the_parameters_and_the_checkpoint():
