@@ -99,8 +99,8 @@ def _cross_attention_hook(frames: torch.Tensor):
 def variable_length_input(model: nn.Module, feature_lengths: torch.Tensor | None = None) -> Iterator[None]:
     """Let a Whisper model take mel inputs shorter than 30 s, attending to each utterance's real frames only.
 
-    Works on ``WhisperForConditionalGeneration`` and on a peft-wrapped one. On exit the model is stock again
-    (nothing is saved with it).
+    Works on ``WhisperForConditionalGeneration``, a peft-wrapped one and a ``WhisperEncoder`` alone. On exit the
+    model is stock again (nothing is saved with it).
 
     Args:
         model: a Whisper model.
@@ -115,7 +115,7 @@ def variable_length_input(model: nn.Module, feature_lengths: torch.Tensor | None
     lengths = None if feature_lengths is None else torch.as_tensor(feature_lengths).long()
     hooks = []
     if lengths is not None:
-        for layer in _find(model, WhisperDecoderLayer):
+        for layer in (m for m in model.modules() if isinstance(m, WhisperDecoderLayer)):  # none in an encoder alone
             hook = _cross_attention_hook(encoder_lengths(lengths))
             hooks.append(layer.encoder_attn.register_forward_pre_hook(hook, with_kwargs=True))
     encoder.forward = _encoder_forward(encoder, lengths)
