@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-from speechkit.checkpoints import record_task_class
+from speechkit.checkpoints import checkpoint_state_dict, load_checkpoint, record_task_class
 from speechkit.data.spoken_answers import SpokenAnswerBatch
 from speechkit.errors import SpeechkitError
 from speechkit.losses import check_finite
@@ -85,6 +85,8 @@ class FlowOmni(L.LightningModule):
         stage: 1 (adapter, speech projection and heads train; LM frozen) or 2 (the LM trains too).
         train_encoder: the Whisper encoder trains as well (frozen by default, both stages).
         max_answer_steps: generation stops here if EOS and the stop logit have not ended it.
+        init_from: a checkpoint whose weights this task starts from (stage 2 from stage 1's ``last.ckpt``; the
+            same sizes and speech head), read with ``weights_only``.
         optimizer: optimizer factory (LightningCLI ``class_path`` / ``init_args``).
         scheduler: learning-rate scheduler factory, stepped every optimizer step; ``None`` = constant.
     """
@@ -107,6 +109,7 @@ class FlowOmni(L.LightningModule):
         stage: Literal[1, 2] = 1,
         train_encoder: bool = False,
         max_answer_steps: int = 100,
+        init_from: str | None = None,
         optimizer: OptimizerCallable = torch.optim.AdamW,
         scheduler: LRSchedulerCallable | None = None,
     ) -> None:
@@ -136,9 +139,22 @@ class FlowOmni(L.LightningModule):
             self.unit_head = nn.Linear(width, num_units)
             self.register_buffer("codebook", torch.zeros(num_units, dim))
             self.register_buffer("units_fitted", torch.tensor(False))
-        self.encoder.requires_grad_(train_encoder)
-        self.lm.requires_grad_(stage == 2)
+        if init_from:
+            self.load_weights(init_from)
+        self.encoder.requires_grad_(train_encoder).train(train_encoder)  # frozen parts: no dropout either
+        self.lm.requires_grad_(stage == 2).train(stage == 2)
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+
+    def load_weights(self, path: str) -> None:
+        """Every weight from a FlowOmni checkpoint of the same configuration (a mismatch names the weights)."""
+        state = checkpoint_state_dict(load_checkpoint(path), path)
+        own = self.state_dict()
+        missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+        resized = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+        if missing or unexpected or resized:
+            raise SpeechkitError(f"init_from {path}: not a checkpoint of this configuration (missing {missing[:3]}, "
+                                 f"unexpected {unexpected[:3]}, other shapes {resized[:3]})")
+        self.load_state_dict(state)
 
     # ------------------------------------------------------------------ what the data module reads
     def tokenize(self, text: str) -> list[int]:
