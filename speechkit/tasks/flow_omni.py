@@ -145,6 +145,14 @@ class FlowOmni(L.LightningModule):
         self.lm.requires_grad_(stage == 2).train(stage == 2)
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
 
+    def train(self, mode: bool = True) -> "FlowOmni":
+        """Training mode, except for the frozen encoder / LM (no dropout where nothing learns)."""
+        super().train(mode)
+        if mode:
+            self.encoder.train(self.hparams.train_encoder)
+            self.lm.train(self.hparams.stage == 2)
+        return self
+
     def load_weights(self, path: str) -> None:
         """Every weight from a FlowOmni checkpoint of the same configuration (a mismatch names the weights)."""
         state = checkpoint_state_dict(load_checkpoint(path), path)
