@@ -151,7 +151,8 @@ class SqutrRun:
         noise_key = _digest(*sorted(cut.id for cut in self.noise))
         paths = {}
         for qid, clean in speech.items():
-            path = self.cache_dir / "mixed" / condition / f"{_digest(clean.name, noise_key, condition, self.seed)}.flac"
+            key = _digest(clean.name, qid, noise_key, condition, self.seed)  # qid: the noise draw is per query
+            path = self.cache_dir / "mixed" / condition / f"{key}.flac"
             if not path.is_file():
                 rng = random.Random(f"squtr:{self.seed}:{qid}:{condition}")
                 mixed = mix_noise(Recording.from_file(clean).to_cut(), self.noise, float(condition), rng)
