@@ -8,7 +8,8 @@ with the transcripts, and each end-to-end speech retriever searches with the aud
 retriever) is scored by nDCG@10 (the main score), MRR@10 and recall@10 (``speechkit.metrics.retrieval``) and the
 ASR by WER (``speechkit.metrics.wer``, Whisper's English normalizer); the ``text`` condition searches with the
 written queries. Synthesized speech, mixed audio and transcripts are cached under ``--cache_dir``, so a second run
-(another retriever, one more ASR) redoes only what is new.
+(another retriever, one more ASR) redoes only what is new; transcripts are saved in chunks as they finish, so an
+interrupted run resumes where it stopped.
 
 Output: ``OUT`` (JSON: ``rows``, one object per condition x ASR x retriever with the keys ``condition`` (``text``,
 ``clean``, ``20``, ``10``, ``0``), ``asr``, ``retriever``, ``ndcg@10``, ``mrr@10``, ``recall@10``, ``wer``; ``asr``
@@ -43,6 +44,7 @@ SAMPLE_RATE = 16000
 PROTOCOL_CONDITIONS = ("clean", "20", "10", "0")
 TEXT = "text"
 ROW_KEYS = ("condition", "asr", "retriever", "ndcg@10", "mrr@10", "recall@10", "wer")
+TRANSCRIBE_CHUNK = 64  # queries transcribed between two saves of the partial transcripts
 TTS = Callable[[str, str], np.ndarray]  # (text, query id) -> 16 kHz float32 waveform
 
 
@@ -95,6 +97,19 @@ class EspeakTTS:
         from speechkit.data.synth import synthesize_to_file
 
         return synthesize_to_file(self.synth, text, self.style_of(query_id), folder, SAMPLE_RATE)
+
+
+def _read_partial(path: Path) -> dict[str, str]:
+    """``{query id: transcript}`` of the finished chunks of an interrupted run (a torn last line is dropped)."""
+    texts: dict[str, str] = {}
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # the line being written when the run stopped: its query is transcribed again
+            texts[row["id"]] = row["text"]
+    return texts
 
 
 def _write_flac(path: Path, samples: np.ndarray) -> Path:
@@ -163,18 +178,31 @@ class SqutrRun:
 
     # ------------------------------------------------------------------ systems
     def transcribe(self, asr: Recognizer, condition: str, audio: dict[str, Path]) -> dict[str, str]:
-        """Transcripts of one condition (cached per ASR and audio files)."""
+        """Transcripts of one condition, cached per ASR and audio files. Chunks of :data:`TRANSCRIBE_CHUNK` queries
+        are appended to ``<cache>.partial.jsonl`` as they finish: an interrupted run resumes after the last chunk."""
+        from speechkit.inference.writers import write_text_atomic
+
         key = _digest(asr.cache_key, condition, *(audio[q].name for q in self.queries()))
         path = self.cache_dir / "transcripts" / f"{condition}-{key}.json"
         if path.is_file():
             self._advance(len(audio))
             return json.loads(path.read_text(encoding="utf-8"))
         self._stage(f"{asr.name} {condition}")
-        spoken = [SpokenQuery(q, self.data.queries[q], audio[q]) for q in self.queries()]
-        texts = dict(zip(self.queries(), asr(spoken, self._advance)))
-        from speechkit.inference.writers import write_text_atomic
-
+        partial = path.with_suffix(".partial.jsonl")
+        partial.parent.mkdir(parents=True, exist_ok=True)
+        texts = _read_partial(partial)
+        self._advance(len(texts))
+        todo = [q for q in self.queries() if q not in texts]
+        for start in range(0, len(todo), TRANSCRIBE_CHUNK):
+            chunk = todo[start:start + TRANSCRIBE_CHUNK]
+            hyps = asr([SpokenQuery(q, self.data.queries[q], audio[q]) for q in chunk], self._advance)
+            with open(partial, "a", encoding="utf-8") as file:
+                file.write("".join(json.dumps({"id": q, "text": h}, ensure_ascii=False) + "\n"
+                                   for q, h in zip(chunk, hyps)))
+            texts.update(zip(chunk, hyps))
+        texts = {q: texts[q] for q in self.queries()}
         write_text_atomic(path, json.dumps(texts, ensure_ascii=False, indent=0))
+        partial.unlink(missing_ok=True)
         return texts
 
     def score(self, condition: str, asr: Optional[str], retriever: str, run: dict, wer: Optional[float]) -> dict:

@@ -140,3 +140,34 @@ def test_a_user_tts_callable_is_spoken_and_cached(tmp_path):
     assert sorted(calls) == ["q0", "q1", "q2"]  # the second run read the cached speech
     assert len(list((tmp_path / "speech").rglob("*.flac"))) == 3
     assert {(r["condition"], r["asr"]) for r in rows} == {("text", None), ("clean", "drop:0.5"), ("5", "drop:0.5")}
+
+
+def test_an_interrupted_transcription_resumes_after_its_last_chunk(tmp_path, monkeypatch):
+    import speechkit.bench.squtr as squtr_module
+
+    monkeypatch.setattr(squtr_module, "TRANSCRIBE_CHUNK", 2)
+    data = toy_set(num_queries=5)
+
+    class Flaky(WordDropASR):
+        def __init__(self, fail_after: int):
+            super().__init__(0.3)
+            self.seen, self.fail_after = [], fail_after
+
+        def __call__(self, queries, progress=lambda n: None):
+            if len(self.seen) >= self.fail_after:
+                raise KeyboardInterrupt
+            self.seen += [q.id for q in queries]
+            return super().__call__(queries, progress)
+
+    def tts(text, query_id):
+        return 0.1 * np.ones(8000, np.float32)
+
+    with pytest.raises(KeyboardInterrupt):
+        run_squtr(data, [Flaky(fail_after=4)], [BM25Retriever()], ["clean"], tmp_path, tts=tts, progress=False)
+    resumed = Flaky(fail_after=99)
+    rows = run_squtr(data, [resumed], [BM25Retriever()], ["clean"], tmp_path, tts=tts, progress=False)
+    assert resumed.seen == ["q4"]  # q0-q3 came from the two saved chunks
+    full = run_squtr(data, [WordDropASR(0.3)], [BM25Retriever()], ["clean"], tmp_path / "fresh", tts=tts,
+                     progress=False)
+    assert rows == full
+    assert not list((tmp_path / "transcripts").glob("*.partial.jsonl"))
