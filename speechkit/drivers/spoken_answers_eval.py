@@ -12,9 +12,10 @@ above its reference.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any
 
 import matplotlib
 
@@ -42,7 +43,7 @@ def mel_distance(generated: Tensor, reference: Tensor) -> float:
     return float((generated[:frames] - reference[:frames]).abs().mean()) if frames else float("inf")
 
 
-def transcribe_waveforms(asr: WhisperBundle, waveforms: list[Tensor], language: Optional[str] = "en") -> list[str]:
+def transcribe_waveforms(asr: WhisperBundle, waveforms: list[Tensor], language: str | None = "en") -> list[str]:
     """Whisper's transcripts of 16 kHz waveforms of at most 30 s (an empty waveform transcribes to ``""``)."""
     keep = [i for i, w in enumerate(waveforms) if w.numel() > 0]
     texts = [""] * len(waveforms)
@@ -83,7 +84,7 @@ class SpokenAnswerScores:
 
 
 def evaluate_spoken_answers(task: Any, batches: Iterable[SpokenAnswerBatch], asr: WhisperBundle,
-                            language: Optional[str] = "en", plot: str | Path | None = None,
+                            language: str | None = "en", plot: str | Path | None = None,
                             seed: int = 0) -> SpokenAnswerScores:
     """Generate, speak, transcribe and score every answer of ``batches`` (see the module docstring).
 

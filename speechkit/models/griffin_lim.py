@@ -31,7 +31,7 @@ def whisper_mel_power(log_mel: Tensor) -> Tensor:
 def mel_to_power_spectrogram(mel_power: Tensor, iterations: int = 200) -> Tensor:
     """Power spectrogram ``(N_FFT / 2 + 1, T) >= 0`` whose Slaney mel filtering approximates ``mel_power (F, T)``."""
     filters = torchaudio.functional.melscale_fbanks(N_FFT // 2 + 1, 0.0, SAMPLING_RATE / 2, mel_power.shape[0],
-                                                    SAMPLING_RATE, norm="slaney", mel_scale="slaney").T  # (F, N_FFT/2+1)
+                                                    SAMPLING_RATE, norm="slaney", mel_scale="slaney").T  # (F, 201)
     spectrum = torch.clamp(torch.linalg.pinv(filters) @ mel_power, min=1e-10)
     numerator = filters.T @ mel_power
     for _ in range(iterations):

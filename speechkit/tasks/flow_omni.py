@@ -1,4 +1,4 @@
-"""``FlowOmni``: a speech-in, speech-out LM whose speech tokens are continuous mel frames (or, as a switch, k-means units).
+"""``FlowOmni``: a speech-in, speech-out LM whose speech tokens are continuous mel frames (or k-means units).
 
 *Continuous Speech Tokens Makes LLMs Robust Multi-Modality Learners* (Flow-Omni, Yuan et al. 2024), section 3: a
 Whisper encoder and an adapter feed a causal LM; each answer step's hidden state feeds the text head and a flow
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 import lightning as L
 import torch
@@ -145,7 +145,7 @@ class FlowOmni(L.LightningModule):
         self.lm.requires_grad_(stage == 2).train(stage == 2)
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
 
-    def train(self, mode: bool = True) -> "FlowOmni":
+    def train(self, mode: bool = True) -> FlowOmni:
         """Training mode, except for the frozen encoder / LM (no dropout where nothing learns)."""
         super().train(mode)
         if mode:
@@ -251,7 +251,7 @@ class FlowOmni(L.LightningModule):
         return flow_matching_loss(self.flow_head, chunks, cond, self.hparams.sigma_min) / chunks.shape[-1]
 
     # ------------------------------------------------------------------ generation
-    def next_chunk(self, hidden: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
+    def next_chunk(self, hidden: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """The speech head's chunk ``(B, F r)`` for hidden states ``(B, d)``: Euler-sampled, or the argmax unit's
         centroid."""
         if self.hparams.speech_head == "units":
@@ -262,8 +262,8 @@ class FlowOmni(L.LightningModule):
                           generator=generator)
 
     @torch.no_grad()
-    def generate(self, feats: Tensor, lens: Tensor, max_steps: Optional[int] = None,
-                 generator: Optional[torch.Generator] = None) -> list[Answer]:
+    def generate(self, feats: Tensor, lens: Tensor, max_steps: int | None = None,
+                 generator: torch.Generator | None = None) -> list[Answer]:
         """Answers to prompts ``(B, T, F)``: greedy text, Euler-sampled mel chunks fed back, until EOS and the stop
         logit (or ``max_steps`` answer steps, default ``max_answer_steps``)."""
         max_steps = self.hparams.max_answer_steps if max_steps is None else max_steps

@@ -31,7 +31,8 @@ class Oracle:
 
     def generate(self, feats, lens, generator=None):
         b = self.batch
-        return [Answer([], text, b.answer_mels[i, : int(b.answer_mel_lens[i])]) for i, text in enumerate(b.speech.texts)]
+        return [Answer([], text, b.answer_mels[i, : int(b.answer_mel_lens[i])])
+                for i, text in enumerate(b.speech.texts)]
 
 
 def test_oracle_answers_spoken_by_griffin_lim_are_transcribed(tmp_path, one_thread):

@@ -28,7 +28,8 @@ def make(whisper_dir, **overrides) -> FlowOmni:
     return FlowOmni(whisper_dir, TINY_LM, **{**args, **overrides})
 
 
-def make_batch(task: FlowOmni, texts=("tone one", "a high tone two"), frames=(8, 5), prompt=(40, 26)) -> SpokenAnswerBatch:
+def make_batch(task: FlowOmni, texts=("tone one", "a high tone two"), frames=(8, 5),
+               prompt=(40, 26)) -> SpokenAnswerBatch:
     """Prompts of distinct random features; answer mels: a smooth per-example pattern (distinct levels)."""
     generator = torch.Generator().manual_seed(1)
     feats = torch.randn(len(texts), max(prompt), BINS, generator=generator)
@@ -72,7 +73,7 @@ def test_stack_chunks_and_bad_shapes():
 def test_shapes_and_padding_invariance(whisper_dir, one_thread):
     task = make(whisper_dir).eval()
     batch = make_batch(task)
-    hidden, logits, targets = task.answer_states(batch)
+    hidden, logits, _ = task.answer_states(batch)
     steps = max(len(task.tokenize("a high tone two")) + 1, 3 + 1)
     assert hidden.shape == (2, steps, 32) and logits.shape == (2, steps, len(task.tokenizer))
     # the short prompt alone (no padding) gives the same states as inside the padded batch
@@ -95,7 +96,7 @@ def test_gradients_by_stage_and_lambda(whisper_dir, one_thread):
         assert sum(float(g.abs().sum()) for g in _grads(task.lm) if g is not None) > 0, name
     frozen = make(whisper_dir, stage=1)
     frozen.losses(batch)["loss"].backward()
-    assert all(p.grad is None for p in frozen.lm.parameters()) and all(p.grad is None for p in frozen.encoder.parameters())
+    assert all(p.grad is None for p in [*frozen.lm.parameters(), *frozen.encoder.parameters()])
     assert all(p.grad is not None for p in [*frozen.adapter.parameters(), *frozen.flow_head.parameters(),
                                             *frozen.speech_in.parameters(), *frozen.stop_head.parameters()])
     no_cfm = make(whisper_dir, stage=2, cfm_weight=0.0)
