@@ -13,7 +13,8 @@ cross-entropy is added to ``L_LM`` [P].
 (``speechkit.models.quantizer.fit_codebook``, fitted on the training answers at the start of ``fit`` unless the
 checkpoint has them), predicted by a softmax head, fed back as their centroids.
 
-Data: :class:`speechkit.data.spoken_answers.SpokenAnswerDataModule` (``text_field: answer``).
+Data: :class:`speechkit.data.spoken_answers.SpokenAnswerDataModule` (``text_field: answer``). Speech out and scores
+(Griffin-Lim, Whisper WER of the spoken answers, mel distance, a PNG): ``speechkit.drivers.spoken_answers_eval``.
 """
 
 from __future__ import annotations
@@ -302,8 +303,10 @@ class FlowOmni(L.LightningModule):
 
     # ------------------------------------------------------------------ Lightning hooks
     def on_fit_start(self) -> None:
+        """The units' k-means on the training answers (rank 0's fit, broadcast: every rank the same units)."""
         if self.hparams.speech_head == "units" and not bool(self.units_fitted):
             self.fit_units(self._training_chunks())
+            self.codebook.copy_(self.trainer.strategy.broadcast(self.codebook, src=0))
 
     def _training_chunks(self) -> Tensor:
         loader, found = self.trainer.datamodule.train_dataloader(), []
