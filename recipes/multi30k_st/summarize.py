@@ -2,7 +2,7 @@
 
 ``python recipes/multi30k_st/summarize.py OUT [--png OUT/results.png]`` reads ``OUT/<run>_seed<k>/predictions.jsonl``
 (written by ``speechkit test``), scores each with ``speechkit.metrics.bleu.score_bleu`` (sacrebleu corpus BLEU, 13a,
-and chrF), adds the wall times of ``OUT/times.tsv`` and writes ``OUT/results.json``, ``OUT/results.md`` and the PNG.
+and chrF) and counts the distinct hypotheses (a model that ignores its input says one sentence to all), adds the wall times of ``OUT/times.tsv`` and writes ``OUT/results.json``, ``OUT/results.md`` and the PNG.
 """
 
 from __future__ import annotations
@@ -44,7 +44,8 @@ def collect(out: Path) -> dict[str, dict[str, dict[str, float]]]:
             rows = read_predictions(path)
             scores = score_bleu([r.ref for r in rows], [r.hyp for r in rows])
             results.setdefault(row, {})[seed] = {"bleu": scores["bleu"], "chrf": scores["chrf"],
-                                                 "segments": scores["segments"], "signature": scores["signature"]}
+                                                 "segments": scores["segments"], "signature": scores["signature"],
+                                                 "distinct_hypotheses": len({r.hyp for r in rows})}
     return results
 
 
@@ -66,14 +67,17 @@ def table(results: dict, seconds: dict[str, int]) -> str:
     stages = defaultdict(list)
     for name, value in seconds.items():
         stages[re.sub(r"_seed\d+$", "", name)].append(value)
-    lines = ["| row | test 2016 BLEU | chrF | seeds | fit wall s (mean) |", "|---|---|---|---|---|"]
+    lines = ["| row | test 2016 BLEU | chrF | distinct hypotheses | seeds | fit wall s (mean) |",
+             "|---|---|---|---|---|---|"]
     for row, label in ROWS.items():
         if row not in results:
             continue
         seeds = results[row]
         wall = stages.get(f"fit_{row}")
         lines.append(f"| {label} | {mean_std([s['bleu'] for s in seeds.values()])} | "
-                     f"{mean_std([s['chrf'] for s in seeds.values()])} | {len(seeds)} | "
+                     f"{mean_std([s['chrf'] for s in seeds.values()])} | "
+                     f"{mean_std([s['distinct_hypotheses'] for s in seeds.values()])} of "
+                     f"{next(iter(seeds.values()))['segments']} | {len(seeds)} | "
                      f"{statistics.mean(wall) if wall else '-'} |")
     for stage in ("fit_ctc", "fit_ctc_ot"):
         if stages.get(stage):
