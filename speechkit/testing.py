@@ -14,6 +14,15 @@ from lhotse import CutSet, Recording, RecordingSet, SupervisionSegment, Supervis
 from speechkit.data.corpora.base import write_split
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+CONTINUAL_CONFIG_MARK = "# speechkit continual"  # the first line of a `speechkit continual` stream config
+
+
+def shipped_configs(kind: str = "fit") -> list[Path]:
+    """The checkout's ``conf/**/*.yaml`` of one kind: ``fit`` (LightningCLI configs) or ``continual`` (stream
+    configs of ``speechkit continual``, whose first line says so)."""
+    paths = sorted((REPO_ROOT / "conf").rglob("*.yaml"))
+    continual = [p for p in paths if p.read_text(encoding="utf-8").startswith(CONTINUAL_CONFIG_MARK)]
+    return continual if kind == "continual" else [p for p in paths if p not in continual]
 
 
 def shared_data_dir() -> Path:

@@ -10,12 +10,11 @@ import pytest
 import yaml
 
 from speechkit.cli import main
+from speechkit.testing import shipped_configs
 
 REPO = Path(__file__).resolve().parent.parent
-ALL_CONF = sorted((REPO / "conf").rglob("*.yaml"))
-# `speechkit continual` stream configs (first line says so): validated by tests/drivers/test_continual.py
-CONTINUAL = [path for path in ALL_CONF if path.read_text(encoding="utf-8").startswith("# speechkit continual")]
-CONFIGS = [path for path in ALL_CONF if path not in CONTINUAL]  # `speechkit fit` configs
+CONFIGS = shipped_configs("fit")
+CONTINUAL = shipped_configs("continual")  # validated by tests/drivers/test_continual.py
 
 
 def run(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:

@@ -16,11 +16,11 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from speechkit.cli import main as speechkit_main
 from speechkit.errors import SpeechkitError
 from speechkit.loggers import CSVTensorBoardLogger
-from speechkit.testing import tiny_whisper_dir, tone_corpus
+from speechkit.testing import shipped_configs, tiny_whisper_dir, tone_corpus
 
 REPO = Path(__file__).resolve().parents[1]
 WHISPER_CONFIGS = sorted((REPO / "conf" / "whisper").glob("*.yaml"))
-CONFIGS = sorted((REPO / "conf").rglob("*.yaml"))
+CONFIGS = shipped_configs("fit")
 STEPS = 6  # losses at steps 1-5: enough points for the scaling law's 4 parameters
 
 pytestmark = pytest.mark.usefixtures("one_thread")

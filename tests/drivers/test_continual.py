@@ -12,7 +12,7 @@ from speechkit.cli import SUBCOMMANDS, main
 from speechkit.drivers.continual import read_continual_config
 from speechkit.errors import SpeechkitError
 from speechkit.tasks.coconut import CoconutTask
-from speechkit.testing import REPO_ROOT
+from speechkit.testing import shipped_configs
 from tests.continual.conftest import switch_tone_corpus
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -78,7 +78,7 @@ def test_coconut_run_writes_matrix_png_and_a_checkpoint_that_loads(tmp_path, ton
     assert model.labels == [name for task in result["tasks"] for name in task] and model.active.all()
 
 
-SHIPPED = sorted((REPO_ROOT / "conf" / "coconut").glob("*.yaml"))
+SHIPPED = shipped_configs("continual")
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
