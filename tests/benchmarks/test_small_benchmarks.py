@@ -4,6 +4,7 @@ their JSON (the numbers are the README's, from the full settings)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def run(script: str, *args: str) -> None:
     done = subprocess.run([sys.executable, str(REPO / script), *args], capture_output=True, text=True,
-                          env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr[-2000:]
 
 
