@@ -143,6 +143,20 @@ def load_cuts(paths: Paths, what: str) -> CutSet:
     return cuts
 
 
+def write_cuts_atomic(cuts: CutSet, path: str | os.PathLike) -> Path:
+    """``cuts.to_file`` into a hidden temporary file beside ``path`` (same suffixes, so Lhotse picks the format),
+    then renamed onto it: a failed write leaves no partial manifest under the final name."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}{''.join(path.suffixes)}")
+    try:
+        cuts.to_file(temporary)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return path
+
+
 def numbered_cuts(paths: Paths, what: str) -> Iterator[tuple[str, int, Cut]]:
     """``(path, line or item number, cut)`` for every cut of every manifest."""
     for path in _as_list(paths):

@@ -32,7 +32,6 @@ import dataclasses
 import functools
 import json
 import logging
-import os
 import time
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -58,6 +57,7 @@ from speechkit.continual import (
 )
 from speechkit.continual.buffer import Selection
 from speechkit.data import DataConfig, SpeechDataModule, SpeechDataset, load_cuts
+from speechkit.data.manifests import write_cuts_atomic
 from speechkit.errors import SpeechkitError
 from speechkit.progress import progress_bar
 from speechkit.tasks.coconut import CoconutTask
@@ -214,15 +214,6 @@ class ScoredTestSet:
         return (correct / counts).tolist(), counts.tolist()
 
 
-def write_manifest(cuts: CutSet, path: Path) -> Path:
-    """``cuts`` to ``path`` atomically (a temporary name with the same suffix, then renamed)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".tmp-{path.name}")
-    cuts.to_file(temporary)
-    os.replace(temporary, path)
-    return path
-
-
 def train_task(model: CoconutTask, manifest: Path, data: DataConfig, steps: int, seed: int) -> L.Trainer:
     """``steps`` optimizer steps on ``manifest``; losses logged to a CSV beside it."""
     trainer = L.Trainer(
@@ -307,7 +298,7 @@ def run_stream(config: ContinualConfig, out: Path, name: str) -> dict[str, Any]:
         model.begin_task(scenario.seen(t), list(rehearsal.ids))
         log.info("continual %s: task %d/%d, classes %s, %d cuts + %d in the buffer", name, t + 1, len(scenario.tasks),
                  list(scenario.tasks[t]), len(current), len(rehearsal))
-        manifest = write_manifest(current + rehearsal, out / f"task{t}" / "cuts_train.jsonl.gz")
+        manifest = write_cuts_atomic(current + rehearsal, out / f"task{t}" / "cuts_train.jsonl.gz")
         trainer = train_task(model, manifest, config.data, stream.steps_per_task, config.seed * 1000 + t)
         row, counts = test_set.row(model, scenario, t)
         result["matrix"].append(row)

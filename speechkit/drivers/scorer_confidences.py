@@ -17,7 +17,6 @@ and moved into place, then OUT is written to a temporary file and renamed: a fai
 from __future__ import annotations
 
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any, Optional
@@ -29,6 +28,7 @@ from lhotse.features.io import NumpyFilesWriter
 from speechkit.checkpoints import load_checkpoint, load_task, staged_folder, task_class
 from speechkit.commands import command
 from speechkit.data import DataConfig, SpeechDataset, load_cuts
+from speechkit.data.manifests import write_cuts_atomic
 from speechkit.data.masked import CONFIDENCE_FIELD, UTTERANCE_CONFIDENCE_FIELD, resample_frames
 from speechkit.errors import SpeechkitError
 from speechkit.progress import progress_bar
@@ -88,16 +88,6 @@ def score_cuts(scorer: Any, cuts: CutSet, writer: NumpyFilesWriter, final_folder
                           .with_custom(UTTERANCE_CONFIDENCE_FIELD, float(values.mean())))
     order = {cut_id: i for i, cut_id in enumerate(ids)}
     return sorted(scored, key=lambda cut: order[cut.id])
-
-
-def write_cuts_atomic(cuts: CutSet, out: Path) -> None:
-    """``cuts.to_file`` into a hidden temporary file beside ``out``, then renamed onto it."""
-    temporary = out.with_name(f".{out.name}.tmp-{os.getpid()}{''.join(out.suffixes)}")
-    try:
-        cuts.to_file(temporary)
-        os.replace(temporary, out)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 @command(positional=("model", "cuts", "out"))

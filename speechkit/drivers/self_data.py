@@ -18,8 +18,8 @@ from lhotse.utils import fastcopy
 
 from speechkit.commands import command
 from speechkit.data import load_cuts
+from speechkit.data.manifests import write_cuts_atomic
 from speechkit.distill.self_data import accept_rewrites, same_normalized
-from speechkit.drivers.scorer_confidences import write_cuts_atomic
 from speechkit.errors import SpeechkitError
 from speechkit.inference.transcribe import transcribe
 from speechkit.metrics.wer import resolve_normalizer

@@ -17,7 +17,7 @@ from transformers.modeling_outputs import BaseModelOutput
 from speechkit.errors import SpeechkitError
 from speechkit.models.whisper_decode import decoding_config, frame_mask, quiet_internal_warning
 from speechkit.models.whisper_encoder import variable_length_input
-from speechkit.models.whisper_seq2seq import WhisperSeq2Seq
+from speechkit.models.whisper_seq2seq import WHISPER_FRAMES, WhisperSeq2Seq
 from speechkit.models.whisper_language import is_multilingual
 from speechkit.rl.grpo import token_entropy, token_log_probs
 
@@ -40,7 +40,7 @@ def sample(core: WhisperSeq2Seq, hidden: torch.Tensor, lengths: torch.Tensor, nu
         raise SpeechkitError(f"num_samples must be >= 1 and temperature > 0, got {num_samples}, {temperature}")
     hidden = hidden.detach().repeat_interleave(num_samples, dim=0)
     lengths = lengths.repeat_interleave(num_samples)
-    frames = int(lengths.max()) if not core.pad_to_30s else 3000
+    frames = WHISPER_FRAMES if core.pad_to_30s else int(lengths.max())
     kwargs = {"generation_config": decoding_config(core.generation_config, core.max_new_tokens, 1),
               "attention_mask": frame_mask(lengths, len(lengths), frames, hidden.device),
               "temperature": temperature, "return_dict_in_generate": True}
