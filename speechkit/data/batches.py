@@ -11,6 +11,8 @@ from typing import Any, Optional
 
 import torch
 
+VIDEO_FRAME_SHIFT = 0.04  # seconds per video frame (25 fps, as LRS2/LRS3)
+
 
 @dataclass
 class SpeechBatch:
@@ -26,6 +28,9 @@ class SpeechBatch:
         token_lens: ``(B,)`` tokens per cut.
         languages: the supervision language of each cut (``None`` where unset).
         custom: the supervision's ``custom`` fields of each cut (intent, translations, digit ...).
+        video: ``(B, V, H, W)`` grayscale mouth-crop frames in ``[0, 1]`` at 25 fps (``VIDEO_FRAME_SHIFT``), padded
+            with zeros; ``None`` for audio-only data.
+        video_lens: ``(B,)`` valid video frames per cut; ``None`` without video.
     """
 
     inputs: torch.Tensor
@@ -37,6 +42,8 @@ class SpeechBatch:
     token_lens: Optional[torch.Tensor] = None
     languages: list[Optional[str]] = field(default_factory=list)
     custom: list[dict[str, Any]] = field(default_factory=list)
+    video: Optional[torch.Tensor] = None
+    video_lens: Optional[torch.Tensor] = None
 
     def __len__(self) -> int:
         return len(self.cut_ids)
