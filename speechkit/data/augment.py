@@ -1,4 +1,5 @@
-"""On-the-fly augmentation: speed perturbation and noise at a target SNR (on cuts), SpecAugment (on features).
+"""On-the-fly augmentation: speed perturbation and noise at a target SNR (on cuts), SpecAugment (on features);
+offline: noise mixed into a waveform at an SNR, pitch shifting (synthesized test conditions).
 
 All three are Lhotse's (``PerturbSpeed``, ``CutMix``, ``SpecAugment``); this module only builds them from
 ``DataConfig`` so that every task switches them the same way. The cut-level two run as ``BatchAugment``, whose draws
@@ -16,6 +17,7 @@ from lhotse import CutSet
 from lhotse.dataset import CutMix, PerturbSpeed, SpecAugment
 
 from speechkit.data.config import DataConfig
+from speechkit.errors import SpeechkitError
 
 CutTransform = Callable[[CutSet], CutSet]
 
@@ -104,3 +106,25 @@ def spec_augment(config: DataConfig) -> Optional[SpecAugment]:
 def snr_db(speech: np.ndarray, noise: np.ndarray) -> float:
     """``10 log10(E_speech / E_noise)`` with energies ``mean(x^2)``, as Lhotse's mixer defines SNR."""
     return float(10 * np.log10(np.mean(speech**2) / np.mean(noise**2)))
+
+
+def mix_at_snr(speech: np.ndarray, noise: np.ndarray, snr: float) -> np.ndarray:
+    """``speech + g noise`` with ``g`` such that ``snr_db(speech, g noise) == snr`` (``(T,)`` each), scaled down as a
+    whole (SNR kept) where the mix would exceed a peak of 1."""
+    if speech.shape != noise.shape or speech.ndim != 1:
+        raise SpeechkitError(f"mix_at_snr: expected speech and noise of one shape (T,), got {speech.shape} and "
+                             f"{noise.shape}")
+    gain = np.sqrt(np.mean(speech**2) / np.mean(noise**2) / 10 ** (snr / 10))
+    mix = speech + gain * noise
+    peak = float(np.max(np.abs(mix)))
+    return (mix / peak if peak > 1.0 else mix).astype(np.float32)
+
+
+def shift_pitch(samples: np.ndarray, sample_rate: int, semitones: int) -> np.ndarray:
+    """``samples`` ``(T,)`` with every frequency multiplied by ``2^(semitones/12)``, the duration kept
+    (``torchaudio.functional.pitch_shift``: phase vocoder, then resampling)."""
+    import torch
+    from torchaudio.functional import pitch_shift
+
+    shifted = pitch_shift(torch.as_tensor(samples, dtype=torch.float32)[None], sample_rate, int(semitones))[0]
+    return shifted.clamp(-1.0, 1.0).numpy()

@@ -29,6 +29,7 @@ CORPORA: dict[str, str] = {
     "clotho": "speechkit.data.corpora.clotho",
     "audiocaps": "speechkit.data.corpora.audiocaps",
     "musan": "speechkit.data.corpora.musan",
+    "spoken_qa_synth": "speechkit.data.corpora.spoken_qa_synth",
 }
 
 # corpus -> its typed importer, the sub-commands of ``speechkit prepare``
