@@ -61,6 +61,9 @@ class DataConfig:
         allow_language_mismatch: train and evaluate on cuts whose supervision language differs from the task's
             (e.g. ``WhisperFinetune.language``), counting and logging them; ``False``: such a cut is an error
             before training naming the manifest, the cut and both languages.
+        video_field: the cut custom field holding mouth-crop video (a uint8 ``(V, H, W)`` ``TemporalArray`` at
+            25 fps, e.g. ``mouth`` of ``speechkit prepare synthetic_av``), loaded into ``SpeechBatch.video``;
+            ``None``: audio only. Not combinable with ``speed_perturb`` (Lhotse stretches audio, not arrays).
     """
 
     train_cuts: Optional[Union[str, list[str]]] = None
@@ -99,6 +102,7 @@ class DataConfig:
     spec_augment_max_time_fraction: float = 0.05
     drop_too_long: bool = False
     allow_language_mismatch: bool = False
+    video_field: Optional[str] = None
 
     def __post_init__(self) -> None:
         if self.input == "whisper_fbank" and self.sampling_rate != 16000:
@@ -123,6 +127,11 @@ class DataConfig:
         for factor in self.speed_perturb:
             if factor <= 0:
                 raise SpeechkitError(f"speed_perturb factors must be positive, got {factor}")
+        if self.video_field is not None and self.speed_perturb:
+            raise SpeechkitError(
+                f"speed_perturb {self.speed_perturb} with video_field {self.video_field!r}: speed perturbation "
+                "stretches the audio but not the video; remove one of them"
+            )
 
     @property
     def is_2d(self) -> bool:

@@ -15,6 +15,7 @@ from speechkit.data.augment import CutTransform
 from speechkit.data.batches import SpeechBatch
 from speechkit.data.config import DataConfig
 from speechkit.data.sampling import cut_text
+from speechkit.data.video import collate_video, load_video
 from speechkit.errors import SpeechkitError
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,7 @@ class SpeechDataset(torch.utils.data.Dataset):
         inputs, input_lens = self._inputs(cuts)
         texts = [cut_text(cut, self.config.text_field) for cut in cuts]
         tokens, token_lens = self._tokens(texts)
+        video, video_lens = self._video(cuts)
         return SpeechBatch(
             inputs=inputs,
             input_lens=input_lens,
@@ -80,7 +82,15 @@ class SpeechDataset(torch.utils.data.Dataset):
             token_lens=token_lens,
             languages=[cut.supervisions[0].language for cut in cuts],
             custom=[dict(cut.supervisions[0].custom or {}) for cut in cuts],
+            video=video,
+            video_lens=video_lens,
         )
+
+    def _video(self, cuts: CutSet) -> tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
+        """``(B, V, H, W)`` frames in [0, 1] and ``(B,)`` lengths from ``config.video_field``; ``None`` without it."""
+        if self.config.video_field is None:
+            return None, None
+        return collate_video([load_video(cut, self.config.video_field) for cut in cuts])
 
     def _inputs(self, cuts: CutSet) -> tuple[torch.Tensor, torch.Tensor]:
         for cut in cuts:

@@ -12,6 +12,11 @@ order, process or cache state. This assumes nothing else in the process keeps ``
 breath noise of some variants (f1-f5 ...) comes from eSpeak's own random generator, which ``espeak_Initialize``
 seeds from the clock: we reseed it with ``espeak_ng_SetRandSeed(0)`` after every initialization.
 
+Phoneme timings: ``synthesize_with_phonemes`` initializes eSpeak with ``espeakINITIALIZE_PHONEME_EVENTS``; the
+synth callback then receives, with each block of samples, a list of ``espeak_EVENT`` (``speak_lib.h``) ended by
+type 0, among them one ``espeakEVENT_PHONEME`` (7) per phoneme with its start (``audio_position``, ms) and its
+mnemonic (``id.string``). The samples are the same as ``synthesize`` gives.
+
 Speaker variety comes from eSpeak's voice variants (``en+m3``, ``en+f2``), speaking rate, pitch and pitch range,
 drawn from a seeded ``random.Random`` (``draw_styles``).
 """
@@ -39,6 +44,8 @@ AUDIO_OUTPUT_SYNCHRONOUS = 2
 ESPEAK_CHARS_UTF8 = 1
 POS_CHARACTER = 1
 EE_OK, EE_NOT_FOUND = 0, 2
+INITIALIZE_PHONEME_EVENTS = 0x0001  # espeakINITIALIZE_PHONEME_EVENTS
+EVENT_LIST_TERMINATED, EVENT_PHONEME = 0, 7  # espeak_EVENT_TYPE
 PARAM_RATE, PARAM_PITCH, PARAM_RANGE = 1, 3, 4
 # Variants that sound like a human speaker (male m1-m8, female f1-f5); eSpeak has ~100 more (robots, croak ...).
 HUMAN_VARIANTS = tuple(f"m{i}" for i in range(1, 9)) + tuple(f"f{i}" for i in range(1, 6))
@@ -48,6 +55,25 @@ INTONATION_RANGE = (30, 70)  # pitch range 0-100 (default 50); 0 = monotone
 
 _CALLBACK_TYPE = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
 _LOCK = threading.Lock()  # eSpeak is one global state per process: one utterance at a time
+
+
+class _EventId(ctypes.Union):
+    _fields_ = [("number", ctypes.c_int), ("name", ctypes.c_char_p), ("string", ctypes.c_char * 8)]
+
+
+class _Event(ctypes.Structure):
+    """``espeak_EVENT`` from ``speak_lib.h``."""
+
+    _fields_ = [
+        ("type", ctypes.c_int),
+        ("unique_identifier", ctypes.c_uint),
+        ("text_position", ctypes.c_int),
+        ("length", ctypes.c_int),
+        ("audio_position", ctypes.c_int),  # ms from the start of the output
+        ("sample", ctypes.c_int),
+        ("user_data", ctypes.c_void_p),
+        ("id", _EventId),
+    ]
 
 
 class _Voice(ctypes.Structure):
@@ -145,9 +171,9 @@ class Synthesizer:
         self.library_path, self.data_path = _paths()
         self.variants = frozenset(p.name for p in (Path(self.data_path) / "voices" / "!v").iterdir())
 
-    def _load(self) -> ctypes.CDLL:
+    def _load(self, options: int = 0) -> ctypes.CDLL:
         lib = ctypes.CDLL(self.library_path)
-        rate = lib.espeak_Initialize(AUDIO_OUTPUT_SYNCHRONOUS, 0, self.data_path.encode(), 0)
+        rate = lib.espeak_Initialize(AUDIO_OUTPUT_SYNCHRONOUS, 0, self.data_path.encode(), options)
         if rate != ESPEAK_SAMPLE_RATE:
             raise SpeechkitError(f"eSpeak NG at {self.library_path} failed to initialize (returned {rate})")
         lib.espeak_ng_SetRandSeed(ctypes.c_long(0))  # Initialize seeds breath noise from the clock
@@ -206,28 +232,46 @@ class Synthesizer:
             pitch_range: intonation range 0-100.
             variant: voice variant (``"m3"``, ``"f2"``), ``""`` for none.
         """
-        style = SpeakerStyle(voice, variant, rate, pitch, pitch_range)
+        return self._checked_speak(text, SpeakerStyle(voice, variant, rate, pitch, pitch_range), None)
+
+    def synthesize_with_phonemes(
+        self, text: str, style: SpeakerStyle = SpeakerStyle()
+    ) -> tuple[np.ndarray, list[tuple[float, str]]]:
+        """Speak ``text`` as ``style``; returns the samples ``synthesize`` gives and the phonemes' timings.
+
+        Returns:
+            ``(samples, [(start_seconds, phoneme), ...])``: float32 ``(T,)`` at 22,050 Hz, and one entry per
+            eSpeak phoneme event in order of time, ``phoneme`` being eSpeak's mnemonic (``"t"``, ``"u:"``, ``"_:"``
+            for a pause). Each phoneme lasts until the next one starts; the last until the end of the audio.
+        """
+        phonemes: list[tuple[float, str]] = []
+        return self._checked_speak(text, style, phonemes), phonemes
+
+    def _checked_speak(self, text: str, style: SpeakerStyle, phonemes: list | None) -> np.ndarray:
         self.check_style(style)
         if not text.strip():
             raise SpeechkitError("cannot synthesize an empty text")
         if not speakable(text):
             raise SpeechkitError(f"cannot synthesize {text[:40]!r}: it has no letter or digit")
         with _LOCK:
-            samples = self._speak(text, style)
+            samples = self._speak(text, style, phonemes)
         if samples.size == 0:
             raise SpeechkitError(f"eSpeak produced no audio for {text!r} with voice {style.espeak_name!r}")
         return samples.astype(np.float32) / 32768.0
 
-    def _speak(self, text: str, style: SpeakerStyle) -> np.ndarray:
+    def _speak(self, text: str, style: SpeakerStyle, phonemes: list | None = None) -> np.ndarray:
+        """Samples as int16; with a ``phonemes`` list, eSpeak's phoneme events are appended to it."""
         chunks: list[np.ndarray] = []
 
         def collect(wav, count, events) -> int:  # called by eSpeak with each block of samples
             if count > 0:
                 chunks.append(np.ctypeslib.as_array(wav, shape=(count,)).copy())
+            if phonemes is not None and events:
+                _read_phonemes(ctypes.cast(events, ctypes.POINTER(_Event)), phonemes)
             return 0
 
         callback = _CALLBACK_TYPE(collect)
-        lib = self._load()
+        lib = self._load(0 if phonemes is None else INITIALIZE_PHONEME_EVENTS)
         try:
             lib.espeak_SetSynthCallback(callback)
             if lib.espeak_SetVoiceByName(style.espeak_name.encode()) != EE_OK:
@@ -243,6 +287,16 @@ class Synthesizer:
         finally:
             self._unload(lib)
         return np.concatenate(chunks) if chunks else np.zeros(0, np.int16)
+
+
+def _read_phonemes(events: ctypes._Pointer[_Event], phonemes: list[tuple[float, str]]) -> None:
+    """Append the phoneme events of one callback's event list (ended by type 0) as ``(seconds, mnemonic)``."""
+    i = 0
+    while events[i].type != EVENT_LIST_TERMINATED:
+        if events[i].type == EVENT_PHONEME:
+            name = events[i].id.string.decode("utf-8", errors="replace")
+            phonemes.append((events[i].audio_position / 1000.0, name))
+        i += 1
 
 
 @lru_cache(maxsize=1)

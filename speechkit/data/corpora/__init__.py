@@ -20,6 +20,7 @@ from speechkit.errors import SpeechkitError
 CORPORA: dict[str, str] = {
     "fsdd": "speechkit.data.corpora.fsdd",
     "synthetic": "speechkit.data.corpora.synthetic",
+    "synthetic_av": "speechkit.data.corpora.synthetic_av",
     "slurp_synth": "speechkit.data.corpora.slurp_synth",
     "multi30k_synth": "speechkit.data.corpora.multi30k_synth",
     "commonvoice": "speechkit.data.corpora.commonvoice",

@@ -73,9 +73,12 @@ def whole_recording_supervision(
 
 
 def write_split(
-    out_dir: str | Path, split: str, recordings: RecordingSet, supervisions: SupervisionSet
+    out_dir: str | Path, split: str, recordings: RecordingSet, supervisions: SupervisionSet,
+    cut_custom: Mapping[str, Mapping] | None = None,
 ) -> CutSet:
-    """Validate one split and write its recordings, supervisions and cuts; returns the cuts (eager)."""
+    """Validate one split and write its recordings, supervisions and cuts; returns the cuts (eager).
+
+    ``cut_custom`` maps a recording id to custom fields of its cut (e.g. a mouth-video ``TemporalArray``)."""
     if len(recordings) == 0:
         raise SpeechkitError(f"split {split!r} has no recordings")
     for sup in supervisions:
@@ -92,6 +95,12 @@ def write_split(
         fastcopy(cut, id=cut.supervisions[0].id) if len(cut.supervisions) == 1 else cut
         for cut in CutSet.from_manifests(recordings=recordings, supervisions=supervisions)
     )
+    if cut_custom:
+        cuts = CutSet.from_cuts(
+            fastcopy(cut, custom={**(cut.custom or {}), **cut_custom[cut.recording_id]})
+            if cut.recording_id in cut_custom else cut
+            for cut in cuts
+        )
     cuts.to_file(manifest_path(out_dir, "cuts", split))
     log.info("%s: %d cuts, %.1f min", split, len(cuts), sum(c.duration for c in cuts) / 60)
     return cuts
@@ -242,6 +251,7 @@ def write_corpus(
     target: Target,
     splits: Mapping[str, tuple[RecordingSet, SupervisionSet]],
     unreadable: Sequence[Rejection] = (),
+    cut_custom: Mapping[str, Mapping] | None = None,
 ) -> dict[str, CutSet]:
     """Check every recording, then write every split atomically into ``target.out_dir``; returns ``{split: cuts}``.
 
@@ -252,6 +262,7 @@ def write_corpus(
         target: where and what (from ``open_target``, called before the import's work).
         splits: ``{split: (recordings, supervisions)}``.
         unreadable: recordings the importer already left out (``read_recording`` with ``skip_bad``).
+        cut_custom: recording id -> custom fields of its cut (``write_split``).
     """
     unread_splits = {r.split for r in unreadable}
     empty = [name for name, (recs, _) in splits.items() if len(recs) == 0 and name not in unread_splits]
@@ -267,7 +278,7 @@ def write_corpus(
         raise SpeechkitError(f"{target.corpus}: cannot write beside {target.out_dir}: {error}") from error
     try:
         try:
-            cuts = _stage(target, staging, splits, rejected)
+            cuts = _stage(target, staging, splits, rejected, cut_custom)
         except OSError as error:
             raise SpeechkitError(f"{target.corpus}: writing {target.out_dir} failed, it is unchanged: {error}") \
                 from error
@@ -284,10 +295,11 @@ def write_corpus(
 
 
 def _stage(
-    target: Target, staging: Path, splits: Mapping[str, tuple[RecordingSet, SupervisionSet]], rejected: list[Rejection]
+    target: Target, staging: Path, splits: Mapping[str, tuple[RecordingSet, SupervisionSet]], rejected: list[Rejection],
+    cut_custom: Mapping[str, Mapping] | None = None,
 ) -> dict[str, CutSet]:
     """Write the whole corpus into ``staging`` (manifests, ``rejected.jsonl``, ``prepare.json``), synced to disk."""
-    cuts = {name: write_split(staging, name, recs, sups) for name, (recs, sups) in splits.items()}
+    cuts = {name: write_split(staging, name, recs, sups, cut_custom) for name, (recs, sups) in splits.items()}
     if target.skip_bad:
         _write_rejected(staging / REJECTED_FILE, rejected)
     stamp = target.identity | {"splits": {name: len(c) for name, c in cuts.items()}, "rejected": len(rejected)}
