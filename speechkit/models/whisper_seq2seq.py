@@ -237,12 +237,20 @@ class WhisperSeq2Seq:
         with context:
             return self.model(input_features=feats, decoder_input_ids=inputs).logits
 
-    def loss(self, batch: SpeechBatch) -> torch.Tensor:
-        """Mean cross-entropy per transcript token of the batch (prompt and padding masked)."""
+    def loss(self, batch: SpeechBatch, reduction: Literal["mean", "sum"] = "mean") -> torch.Tensor:
+        """Cross-entropy of the batch's transcript tokens (prompt and padding masked): their mean, or their sum
+        (:meth:`target_tokens` of them) for losses normalized over a whole optimizer step."""
         inputs, labels = self.shift_labels(batch)
         feats, lens = self.features(batch)
         logits = self.logits(feats, lens, inputs)
-        return nn.functional.cross_entropy(logits.transpose(1, 2), labels, ignore_index=IGNORE_INDEX)
+        return nn.functional.cross_entropy(logits.transpose(1, 2), labels, ignore_index=IGNORE_INDEX,
+                                           reduction=reduction)
+
+    def target_tokens(self, batch: SpeechBatch) -> int:
+        """Tokens the loss is taken over: each transcript and its ``<|endoftext|>``, not the prompt."""
+        if batch.token_lens is None:
+            raise SpeechkitError("batch has no token ids: the data module must take `tokenize` from this task")
+        return int((batch.token_lens - len(self.prompt)).clamp(min=0).sum())
 
     def padding_fraction(self, batch: SpeechBatch) -> torch.Tensor:
         """Share of the encoder's input frames that are padding (3000 per utterance with ``pad_to_30s``)."""

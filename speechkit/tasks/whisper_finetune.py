@@ -31,10 +31,11 @@ from speechkit.models.whisper_seq2seq import (
     predictions_path,
     write_predictions,
 )
+from speechkit.optim.token_steps import LossNormalization, LrScaling, TokenSteps, TokenStepsMixin
 from speechkit.optim.warmup import adamw_warmup_decay
 
 
-class WhisperFinetune(WhisperCoreTask, L.LightningModule):
+class WhisperFinetune(WhisperCoreTask, TokenStepsMixin, L.LightningModule):
     """Whisper fine-tuning for any size and language.
 
     Args:
@@ -57,6 +58,12 @@ class WhisperFinetune(WhisperCoreTask, L.LightningModule):
         weight_decay: AdamW weight decay.
         warmup_steps: linear warm-up steps (then linear decay to ``trainer.max_steps``).
         scheduler: another learning-rate schedule (e.g. ``speechkit.optim`` WSD), replacing warm-up + decay.
+        tokens_per_step: accumulate duration-bucketed batches into optimizer steps of at least this many transcript
+            tokens (``speechkit.optim.token_steps``); ``None``: a step per batch.
+        loss_normalization: ``batch_mean`` (each batch's mean token loss) or ``tokens`` (every token of an
+            optimizer step weighs alike, whatever batch it came in).
+        lr_scaling: ``none``, ``sqrt`` or ``linear``: the step's lr is ``lr * (step tokens / reference_tokens)^p``.
+        reference_tokens: the step size in tokens at which ``lr`` applies (default ``tokens_per_step``).
         num_beams: beam size for validation/test decoding (1 = batched greedy).
         max_new_tokens: decoding length limit.
         init_checkpoint: start from this Lightning checkpoint's weights (multistage transfer).
@@ -90,6 +97,10 @@ class WhisperFinetune(WhisperCoreTask, L.LightningModule):
         weight_decay: float = 0.0,
         warmup_steps: int = 50,
         scheduler: Optional[LRSchedulerCallable] = None,
+        tokens_per_step: Optional[int] = None,
+        loss_normalization: LossNormalization = "batch_mean",
+        lr_scaling: LrScaling = "none",
+        reference_tokens: Optional[int] = None,
         num_beams: int = 1,
         max_new_tokens: int = 128,
         init_checkpoint: Optional[str] = None,
@@ -100,6 +111,7 @@ class WhisperFinetune(WhisperCoreTask, L.LightningModule):
             raise SpeechkitError(f"strategy {strategy!r}: expected one of {', '.join(STRATEGIES)}")
         self.save_hyperparameters(ignore=["scheduler"])  # a callable: not weights_only-loadable
         self.scheduler_factory = scheduler
+        self.token_steps = TokenSteps(tokens_per_step, loss_normalization, lr_scaling, reference_tokens)
         self.core = WhisperSeq2Seq.load(model_name_or_path, language, new_language_init_from, task, pad_to_30s,
                                         num_beams, max_new_tokens).adapted(
             strategy, lora_rank, lora_alpha, lora_dropout, lora_target_modules, frozen_encoder_layers, init_checkpoint)
@@ -118,12 +130,16 @@ class WhisperFinetune(WhisperCoreTask, L.LightningModule):
         """Mean token loss of a batch (prompt and padding masked)."""
         return self.core.loss(batch)
 
+    def batch_target_tokens(self, batch: SpeechBatch) -> int:
+        return self.core.target_tokens(batch)
+
     def training_step(self, batch: SpeechBatch, batch_idx: int) -> torch.Tensor:
-        loss = check_finite(self(batch), self.global_step, "training loss")
-        self.log("train_loss", loss, prog_bar=True, batch_size=len(batch))
+        tokens = self.core.target_tokens(batch)
+        total = check_finite(self.core.loss(batch, reduction="sum"), self.global_step, "training loss")
+        self.log("train_loss", total / max(tokens, 1), prog_bar=True, batch_size=len(batch))
         self.log("audio_s", batch.durations.sum(), reduce_fx="sum", batch_size=len(batch))
         self.log("padding_in", self.core.padding_fraction(batch), batch_size=len(batch))
-        return loss
+        return self.token_steps.training_loss(total, tokens)
 
     def configure_optimizers(self) -> dict[str, Any]:
         hp = self.hparams

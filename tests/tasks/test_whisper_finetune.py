@@ -224,3 +224,31 @@ def test_dev_wer_before_training_is_a_metric_and_one_rank_zero_line(tiny, tmp_pa
     fresh = L.Trainer(limit_val_batches=1, logger=False, enable_progress_bar=False, use_distributed_sampler=False)
     metrics = fresh.validate(WhisperFinetune(tiny["en"], language="en", max_new_tokens=3), data(tiny))[0]
     assert metrics["val_wer_before"] == metrics["val_wer"]  # a validation at step 0 logs it through self.log
+
+
+def test_token_steps_accumulate_buckets_into_steps_of_a_token_budget(tiny, one_thread):
+    """Issue 23: with ``tokens_per_step`` the optimizer steps once the batches hold that many transcript tokens."""
+    task = WhisperFinetune(tiny["multi"], language="en", lr=1e-3, warmup_steps=1, tokens_per_step=20,
+                           loss_normalization="tokens", lr_scaling="sqrt")
+    dm = data(tiny)
+    dm.tokenizer, dm.pad_token_id = task.tokenize, task.pad_token_id
+    batch = next(iter(dm.val_dataloader()))
+    mean, total = task.core.loss(batch), task.core.loss(batch, reduction="sum")
+    assert total.item() == pytest.approx(mean.item() * task.core.target_tokens(batch), rel=1e-5)
+    seen: list[tuple[int, int, bool]] = []  # (tokens, global step after the batch, last batch of its epoch)
+    task.on_train_batch_end = lambda outputs, batch, batch_idx: seen.append((
+        task.core.target_tokens(batch), trainer.global_step, trainer.fit_loop.epoch_loop.batch_progress.is_last_batch))
+    trainer = L.Trainer(max_steps=3, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        use_distributed_sampler=False, num_sanity_val_steps=0, limit_val_batches=0)
+    trainer.fit(task, dm)
+    assert trainer.global_step == 3
+    pending, step, stepped = 0, 0, []
+    for tokens, global_step, last in seen:
+        pending += tokens
+        assert global_step == step + (pending >= 20 or last)  # a step exactly when the budget is reached
+        if global_step > step:
+            stepped.append(pending)
+            step, pending = global_step, 0
+    assert len(seen) > 3 and max(stepped) >= 20
+    assert trainer.callback_metrics["step_tokens"].item() == stepped[-1]
+    assert trainer.callback_metrics["lr_factor"].item() == pytest.approx((stepped[-1] / 20) ** 0.5)
