@@ -12,13 +12,41 @@ stretches the audio but not the array, so ``DataConfig`` refuses ``speed_perturb
 
 from __future__ import annotations
 
+import io
+from pathlib import Path
+
 import numpy as np
 import torch
-from lhotse.array import TemporalArray
+from lhotse.array import Array, TemporalArray
 from lhotse.cut import Cut, MixedCut, PaddingCut
 
+from speechkit.checkpoints import save_atomic
 from speechkit.data.batches import VIDEO_FRAME_SHIFT
 from speechkit.errors import SpeechkitError
+
+
+def write_bytes(data: bytes, file) -> None:
+    """``save_atomic``'s writer for bytes already encoded in memory."""
+    file.write(data)
+
+
+def mouth_array(path: Path, num_frames: int, size: int) -> TemporalArray:
+    """The ``TemporalArray`` (25 fps, uint8 ``(V, size, size)``) of a mouth video stored as ``path`` (``.npy``)."""
+    path = Path(path).absolute()
+    array = Array(storage_type="numpy_files", storage_path=str(path.parent), storage_key=path.name,
+                  shape=[num_frames, size, size])
+    return TemporalArray(array=array, temporal_dim=0, frame_shift=VIDEO_FRAME_SHIFT, start=0.0)
+
+
+def write_mouth(path: Path, frames: np.ndarray) -> TemporalArray:
+    """Store uint8 ``(V, H, H)`` frames as ``path`` (``.npy``, written atomically); their ``TemporalArray``."""
+    if frames.dtype != np.uint8 or frames.ndim != 3 or frames.shape[1] != frames.shape[2]:
+        raise SpeechkitError(f"mouth video for {path}: expected uint8 (V, H, H) frames, got {frames.dtype} "
+                             f"{frames.shape}")
+    buffer = io.BytesIO()
+    np.save(buffer, frames, allow_pickle=False)
+    save_atomic(buffer.getvalue(), path, write_bytes)
+    return mouth_array(path, frames.shape[0], frames.shape[1])
 
 
 def video_manifest(cut: Cut, field: str) -> tuple[TemporalArray, float]:

@@ -30,6 +30,7 @@ CORPORA: dict[str, str] = {
     "clotho": "speechkit.data.corpora.clotho",
     "audiocaps": "speechkit.data.corpora.audiocaps",
     "musan": "speechkit.data.corpora.musan",
+    "lrs3": "speechkit.data.corpora.lrs3",
     "spoken_qa_synth": "speechkit.data.corpora.spoken_qa_synth",
 }
 

@@ -29,18 +29,18 @@ and gives bit-identical manifests. The default 300 utterances take about a minut
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
-import os
 import random
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 from lhotse import CutSet, Recording, RecordingSet, SupervisionSet
-from lhotse.array import Array, TemporalArray
+from lhotse.array import TemporalArray
 
-from speechkit.data.batches import VIDEO_FRAME_SHIFT
+from speechkit.checkpoints import save_atomic
 from speechkit.data.corpora.base import Target, open_target, whole_recording_supervision, write_corpus
 from speechkit.data.corpora.checks import MIN_DURATION
 from speechkit.data.corpora.synthetic import (
@@ -54,6 +54,7 @@ from speechkit.data.corpora.synthetic import (
 )
 from speechkit.data.mouth import FRAME_SIZE, MouthStyle, draw_mouth_styles, num_video_frames, render_mouth
 from speechkit.data.synth import ESPEAK_SAMPLE_RATE, SpeakerStyle, Synthesizer, draw_styles, resample, style_key
+from speechkit.data.video import mouth_array, write_bytes, write_mouth
 from speechkit.errors import SpeechkitError
 from speechkit.progress import progress_bar
 
@@ -82,30 +83,24 @@ def draw_digit_strings(count: int, seed: int, min_digits: int = 2, max_digits: i
     return texts
 
 
-def _write_atomic(path: Path, write) -> None:
-    """``write(file)`` into ``<path>.<pid>.partial`` in the same folder, then rename onto ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
-    try:
-        with open(partial, "wb") as file:
-            write(file)
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
+def write_flac(path: Path, samples: np.ndarray, sample_rate: int) -> None:
+    """16-bit FLAC of float samples in [-1, 1], written atomically (``save_atomic``)."""
+    import soundfile
+
+    buffer = io.BytesIO()
+    soundfile.write(buffer, np.clip(samples, -1.0, 1.0), sample_rate, subtype="PCM_16", format="FLAC")
+    save_atomic(buffer.getvalue(), path, write_bytes)
 
 
 def speak(synth: Synthesizer, text: str, style: SpeakerStyle, audio_dir: Path, version: str) -> tuple[Path, list]:
     """``<audio_dir>/<hash>.flac`` (16 kHz) and its phoneme timings, synthesized unless both are cached."""
-    import soundfile
-
     key = style_key(text, style, SAMPLE_RATE, version)
     audio, timings = audio_dir / f"{key}.flac", audio_dir / f"{key}.phonemes.json"
     if audio.is_file() and timings.is_file():
         return audio, [tuple(p) for p in json.loads(timings.read_text(encoding="utf-8"))]
     samples, phonemes = synth.synthesize_with_phonemes(text, style)
-    samples = np.clip(resample(samples, ESPEAK_SAMPLE_RATE, SAMPLE_RATE), -1.0, 1.0)
-    _write_atomic(audio, lambda f: soundfile.write(f, samples, SAMPLE_RATE, subtype="PCM_16", format="FLAC"))
-    _write_atomic(timings, lambda f: f.write(json.dumps(phonemes).encode("utf-8")))
+    write_flac(audio, resample(samples, ESPEAK_SAMPLE_RATE, SAMPLE_RATE), SAMPLE_RATE)
+    save_atomic(json.dumps(phonemes).encode("utf-8"), timings, write_bytes)
     return audio, phonemes
 
 
@@ -117,13 +112,9 @@ def mouth_video(
                          sort_keys=True)
     key = hashlib.sha256(payload.encode("utf-8")).hexdigest()[:20]
     path = mouth_dir / f"{key}.npy"
-    frames = num_video_frames(duration)
-    if not path.is_file():
-        video = render_mouth(phonemes, duration, mouth, seed=int(key[:8], 16), size=frame_size)
-        _write_atomic(path, lambda f: np.save(f, video, allow_pickle=False))
-    shape = [frames, frame_size, frame_size]
-    array = Array(storage_type="numpy_files", storage_path=str(mouth_dir), storage_key=path.name, shape=shape)
-    return TemporalArray(array=array, temporal_dim=0, frame_shift=VIDEO_FRAME_SHIFT, start=0.0)
+    if path.is_file():
+        return mouth_array(path, num_video_frames(duration), frame_size)
+    return write_mouth(path, render_mouth(phonemes, duration, mouth, seed=int(key[:8], 16), size=frame_size))
 
 
 def speaker_assignment(splits: list[str], speakers: int, test_speakers: int, seed: int) -> list[int]:
