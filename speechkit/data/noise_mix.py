@@ -1,9 +1,9 @@
 """Noise mixed into a padded waveform batch at a target SNR, inside a task (the clean audio stays for teachers).
 
-The SNR is Lhotse's (as ``speechkit.bench.noise.mix_noise`` and ``speechkit.data.augment.snr_db``):
-``SNR = 10 log10(E_speech / E_noise)`` with ``E = mean(x^2)`` over the utterance's valid samples, the noise gain
-set so that ``E_noise = E_speech 10^(-SNR/10)``. The noise is a window of a bank of noise clips (a Lhotse cut
-manifest, e.g. the babble of ``speechkit bench squtr-noise``), repeated when shorter than the utterance.
+Each utterance's valid samples are mixed by ``speechkit.data.augment.mix_at_snr`` (Lhotse's SNR,
+``10 log10(E_speech / E_noise)`` with ``E = mean(x^2)``; the mix scaled down as a whole where it would clip). The
+noise is a window of a bank of noise clips (a Lhotse cut manifest, e.g. the babble of ``speechkit bench
+squtr-noise``), repeated when shorter than the utterance.
 
 Dimension legend: ``B`` utterances, ``S`` samples.
 """
@@ -15,17 +15,8 @@ from typing import Optional, Union
 
 import torch
 
+from speechkit.data.augment import mix_at_snr
 from speechkit.errors import SpeechkitError
-
-
-def mix_at_snr(speech: torch.Tensor, noise: torch.Tensor, snr: float) -> torch.Tensor:
-    """``speech + g * noise`` for 1-D tensors of equal length, ``g`` giving ``snr`` dB (Lhotse's definition)."""
-    if speech.shape != noise.shape:
-        raise SpeechkitError(f"speech {tuple(speech.shape)} and noise {tuple(noise.shape)} differ in shape")
-    speech_energy = speech.float().pow(2).mean()
-    noise_energy = noise.float().pow(2).mean().clamp(min=1e-12)
-    gain = torch.sqrt(speech_energy / (noise_energy * 10 ** (snr / 10)))
-    return speech + gain.to(speech.dtype) * noise
 
 
 class NoiseBank:
@@ -67,6 +58,7 @@ class NoiseBank:
         out = waveform.clone()
         for row, n in enumerate(lens.tolist()):
             if n > 0:
-                noise = self.segment(n, generator).to(waveform)
-                out[row, :n] = mix_at_snr(waveform[row, :n], noise, snr)
+                noise = self.segment(n, generator).numpy()
+                mixed = mix_at_snr(waveform[row, :n].detach().float().cpu().numpy(), noise, snr)
+                out[row, :n] = torch.from_numpy(mixed).to(waveform)
         return out

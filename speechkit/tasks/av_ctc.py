@@ -1,0 +1,212 @@
+"""``AVCTCFinetune``: character CTC on the audio-visual student, for ASR, lip reading (VSR) and AVSR.
+
+*Audio-Visual Representation Learning via Knowledge Distillation from Speech Foundation Models* (Zhang et al.,
+arXiv 2502.05766), section 4: the distilled student is fine-tuned for audio-only (``modalities: audio``),
+video-only (``video``) and audio-visual (``audio_video``, with modality dropout in training) recognition, and
+evaluated clean and with babble / noise at several SNRs. The student is ``speechkit.models.av_student.AVStudent``
+(from scratch, or its ``student.*`` weights from an ``AVDistill`` checkpoint, ``pretrained``); a linear layer gives
+per-frame (25 fps) log-probabilities over blank + characters, trained with CTC (Graves et al. 2006) as
+``speechkit.tasks.ctc_finetune``, decoded greedily or by prefix beam search (``speechkit.models.ctc_decode``),
+scored by ``speechkit.metrics`` (``val_wer``, ``test_wer``, raw and normalized). ``test_snr`` mixes ``noise_cuts``
+into the test audio at that SNR (the same noise window per cut id on every run); ``train_snr`` into training audio.
+
+Dimension legend: ``B`` utterances, ``S`` samples, ``T`` frames at 25 fps, ``V`` characters + blank.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import asdict
+from typing import Any, Literal, Optional, Union
+
+import lightning as L
+import torch
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from torch import nn
+from torch.nn import functional as F
+
+from speechkit.checkpoints import checkpoint_state_dict, load_checkpoint, record_task_class
+from speechkit.data.batches import VIDEO_FRAME_SHIFT, SpeechBatch
+from speechkit.data.noise_mix import NoiseBank
+from speechkit.errors import SpeechkitError
+from speechkit.losses import check_finite
+from speechkit.metrics.stateful import WERMetric
+from speechkit.models.av_student import AVStudent, AVStudentConfig, Modalities, student_config
+from speechkit.models.ctc_decode import beam_decode, greedy_decode
+from speechkit.models.whisper_seq2seq import log_wer, prediction_rows, predictions_path, write_predictions
+from speechkit.optim.warmup import configure_optimizers
+from speechkit.tasks.av_distill import check_audio
+from speechkit.text.characters import BLANK, ENGLISH_ALPHABET, CharTokenizer
+from speechkit.text.normalizers import NormalizerKind
+
+STUDENT_PREFIX = "student."
+
+
+def student_weights(path: str) -> dict[str, torch.Tensor]:
+    """The ``student.*`` weights of an ``AVDistill`` (or ``AVCTCFinetune``) checkpoint, prefix removed."""
+    state = checkpoint_state_dict(load_checkpoint(path), path)
+    weights = {k[len(STUDENT_PREFIX):]: v for k, v in state.items() if k.startswith(STUDENT_PREFIX)}
+    if not weights:
+        raise SpeechkitError(f"checkpoint {path}: no student.* weights (keys: {sorted(state)[:5]}); expected an "
+                             "AVDistill or AVCTCFinetune checkpoint")
+    return weights
+
+
+def noise_generator(cut_id: str, seed: int) -> torch.Generator:
+    """A generator seeded by the cut id: a cut gets the same noise window on every run and in every batch."""
+    return torch.Generator().manual_seed(zlib.crc32(cut_id.encode()) + seed)
+
+
+class AVCTCFinetune(L.LightningModule):
+    """Character CTC on the audio-visual student.
+
+    Args:
+        alphabet: output characters (blank is id 0); include ``" "`` for word boundaries.
+        student: the student's sizes (those of the ``AVDistill`` run when ``pretrained`` is given).
+        modalities: ``audio`` (ASR), ``video`` (VSR) or ``audio_video`` (AVSR).
+        pretrained: an ``AVDistill`` checkpoint whose ``student.*`` weights are loaded; ``None`` = from scratch.
+        noise_cuts: a noise manifest (e.g. babble) for ``train_snr`` / ``test_snr``.
+        train_snr: ``(low, high)`` dB drawn per batch for training audio, when ``noise_cuts`` is set; ``None`` = clean.
+        test_snr: SNR of the noise mixed into validation and test audio; ``None`` = clean.
+        noise_seed: mixed into the per-cut noise draws of evaluation.
+        decoding: ``greedy`` or ``beam`` (prefix beam search, no language model).
+        beam_size: beams of ``beam`` decoding.
+        language: language code of the WER normalizer.
+        normalizer: the normalized WER's normalizer (``speechkit.metrics``).
+        predictions_file: where ``speechkit test`` writes ``{"id", "ref", "hyp"}`` lines.
+        optimizer: optimizer factory (LightningCLI ``class_path`` / ``init_args``).
+        scheduler: learning-rate scheduler factory, stepped every optimizer step; ``None`` = constant.
+    """
+
+    checkpoint_fixed_args: tuple[str, ...] = ("alphabet", "student")
+    checkpoint_source_args: tuple[str, ...] = ("pretrained",)
+    pad_token_id = BLANK
+    frame_shift = VIDEO_FRAME_SHIFT
+
+    def __init__(
+        self,
+        alphabet: str = ENGLISH_ALPHABET,
+        student: Union[AVStudentConfig, dict[str, Any]] = AVStudentConfig(),
+        modalities: Modalities = "audio_video",
+        pretrained: Optional[str] = None,
+        noise_cuts: Optional[str] = None,
+        train_snr: Optional[tuple[float, float]] = None,
+        test_snr: Optional[float] = None,
+        noise_seed: int = 0,
+        decoding: Literal["greedy", "beam"] = "greedy",
+        beam_size: int = 8,
+        language: str = "en",
+        normalizer: NormalizerKind = "auto",
+        predictions_file: Optional[str] = None,
+        optimizer: OptimizerCallable = torch.optim.AdamW,
+        scheduler: Optional[LRSchedulerCallable] = None,
+    ) -> None:
+        super().__init__()
+        student = student_config(student)
+        if (train_snr is not None or test_snr is not None) and noise_cuts is None:
+            raise SpeechkitError("train_snr / test_snr need noise_cuts (a noise manifest to mix in)")
+        if decoding not in ("greedy", "beam") or beam_size < 1:
+            raise SpeechkitError(f"decoding, beam_size: expected greedy|beam and >= 1, got {decoding!r}, {beam_size}")
+        self.save_hyperparameters(ignore=["optimizer", "scheduler"])
+        self.hparams["student"] = asdict(student)
+        self.tokenizer = CharTokenizer(alphabet)
+        self.student = AVStudent(student)
+        self.output = nn.Linear(student.dim, len(self.tokenizer))
+        if pretrained is not None:
+            self.load_student(pretrained)
+        self.noise = NoiseBank(noise_cuts) if noise_cuts else None
+        self.wer = WERMetric(language=language, normalizer=normalizer)
+        self.predictions: list[dict[str, str]] = []
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+
+    def tokenize(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text)
+
+    def load_student(self, path: str) -> None:
+        """Load a checkpoint's ``student.*`` weights by name; a missing, extra or misshapen one names itself."""
+        weights = student_weights(path)
+        own = self.student.state_dict()
+        missing, extra = sorted(set(own) - set(weights)), sorted(set(weights) - set(own))
+        wrong = [k for k in own if k in weights and weights[k].shape != own[k].shape]
+        if missing or extra or wrong:
+            raise SpeechkitError(f"pretrained {path}: its student does not fit this task's student config (missing "
+                                 f"{missing[:3]}, unexpected {extra[:3]}, other shapes {wrong[:3]}); give the "
+                                 "pretraining run's student sizes")
+        self.student.load_state_dict(weights)
+
+    def noisy_audio(self, batch: SpeechBatch) -> torch.Tensor:
+        """The audio the student hears: with noise at ``train_snr`` (training) or ``test_snr`` (evaluation)."""
+        if self.noise is None or self.hparams.modalities == "video":
+            return batch.inputs
+        if self.training:
+            if self.hparams.train_snr is None:
+                return batch.inputs
+            return self.noise.mix(batch.inputs, batch.input_lens, float(torch.empty(()).uniform_(*self.hparams.train_snr)))
+        if self.hparams.test_snr is None:
+            return batch.inputs
+        out = batch.inputs.clone()
+        for row, cut_id in enumerate(batch.cut_ids):
+            n = batch.input_lens[row:row + 1]
+            generator = noise_generator(cut_id, self.hparams.noise_seed)
+            out[row:row + 1] = self.noise.mix(batch.inputs[row:row + 1], n, self.hparams.test_snr, generator)
+        return out
+
+    def forward(self, batch: SpeechBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Log-probabilities ``(B, T, V)`` and output lengths ``(B,)``."""
+        if self.hparams.modalities != "video":
+            check_audio(batch)
+        hidden, lens = self.student(self.noisy_audio(batch), batch.input_lens, batch.video, batch.video_lens,
+                                    self.hparams.modalities, False, batch.cut_ids)
+        return self.output(hidden[-1]).log_softmax(-1), lens
+
+    def decode(self, log_probs: torch.Tensor, lens: torch.Tensor) -> list[str]:
+        if self.hparams.decoding == "beam":
+            ids = beam_decode(log_probs, lens, self.hparams.beam_size)
+        else:
+            ids = greedy_decode(log_probs, lens)
+        return [self.tokenizer.decode(row) for row in ids]
+
+    def ctc_loss(self, batch: SpeechBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Mean CTC loss with the log-probs and lengths; a cut too short for its characters is an error."""
+        if batch.tokens is None:
+            raise SpeechkitError("AVCTCFinetune: the batch has no token ids (use speechkit.data.SpeechDataModule)")
+        log_probs, lens = self(batch)
+        too_short = (lens < batch.token_lens).nonzero().flatten().tolist()
+        if too_short:
+            i = too_short[0]
+            raise SpeechkitError(f"cut {batch.cut_ids[i]!r}: {int(lens[i])} frames at 25 fps cannot carry its "
+                                 f"{int(batch.token_lens[i])} characters under CTC")
+        loss = F.ctc_loss(log_probs.transpose(0, 1).float(), batch.tokens, lens, batch.token_lens, blank=BLANK,
+                          reduction="mean", zero_infinity=True)
+        return loss, log_probs, lens
+
+    def training_step(self, batch: SpeechBatch, batch_idx: int) -> torch.Tensor:
+        loss = check_finite(self.ctc_loss(batch)[0], self.global_step, "train_loss")
+        self.log("train_loss", loss, prog_bar=True, batch_size=len(batch))
+        return loss
+
+    def validation_step(self, batch: SpeechBatch, batch_idx: int) -> None:
+        loss, log_probs, lens = self.ctc_loss(batch)
+        self.log("val_loss", loss, batch_size=len(batch), sync_dist=True)
+        self.wer.update(batch.texts, self.decode(log_probs, lens))
+
+    def on_validation_epoch_end(self) -> None:
+        log_wer(self, self.wer, "val")
+
+    def test_step(self, batch: SpeechBatch, batch_idx: int) -> None:
+        log_probs, lens = self(batch)
+        hyps = self.decode(log_probs, lens)
+        self.wer.update(batch.texts, hyps)
+        self.predictions += prediction_rows(batch, hyps)
+
+    def on_test_epoch_end(self) -> None:
+        log_wer(self, self.wer, "test")
+        write_predictions(self.predictions, predictions_path(self.hparams.predictions_file, self.trainer))
+        self.predictions = []
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        record_task_class(self, checkpoint)
+
+    def configure_optimizers(self) -> Any:
+        return configure_optimizers(self.parameters(), self.optimizer_factory, self.scheduler_factory)
