@@ -253,3 +253,48 @@ def decode_visemes(frames: np.ndarray, style: MouthStyle) -> np.ndarray:
     features = np.stack([measure_mouth(frame, style) for frame in frames])  # (V, 5)
     distances = (((features[:, None, :] - prototypes[None]) / scale) ** 2).sum(axis=-1)  # (V, K)
     return distances.argmin(axis=1)
+
+
+def save_preview(
+    path, styles: Sequence[MouthStyle], example: np.ndarray, example_visemes: np.ndarray, size: int = FRAME_SIZE
+) -> None:
+    """A PNG of every viseme as each speaker shows it (one row a speaker) above one utterance's frames, each
+    labelled with the viseme of its phoneme; written atomically (``checkpoints.save_atomic``).
+
+    Args:
+        path: the ``.png`` to write.
+        styles: the speakers' looks.
+        example: ``(V, H, W)`` uint8 frames of one utterance.
+        example_visemes: ``(V,)`` the viseme of each frame (``frame_visemes``).
+        size: frame side of the viseme grid.
+    """
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from speechkit.checkpoints import save_atomic
+
+    shown = example[:24]
+    columns = max(len(VISEMES), len(shown) // 2 + len(shown) % 2)
+    rows = len(styles) + 2
+    figure, axes = plt.subplots(rows, columns, figsize=(columns * 0.9, rows * 1.0), squeeze=False)
+    for axis in axes.flat:
+        axis.axis("off")
+    for row, style in enumerate(styles):
+        for column, viseme in enumerate(VISEMES):
+            axes[row, column].imshow(render_frame(viseme.opening, viseme.width, viseme.teeth, style, size),
+                                     cmap="gray", vmin=0, vmax=1)
+            if row == 0:
+                axes[row, column].set_title(viseme.name, fontsize=7)
+    for i, frame in enumerate(shown):
+        axis = axes[len(styles) + i // columns, i % columns]
+        axis.imshow(frame, cmap="gray", vmin=0, vmax=255)
+        axis.set_title(f"{i * VIDEO_FRAME_SHIFT:.2f}s {VISEMES[example_visemes[i]].name}", fontsize=5)
+    figure.suptitle("visemes per speaker (rows); one utterance at 25 fps (last rows)", fontsize=8)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
+    plt.close(figure)
+    save_atomic(buffer.getvalue(), path, lambda data, file: file.write(data))

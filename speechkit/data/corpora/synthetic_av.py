@@ -22,6 +22,7 @@ mouth at 25 fps, so the video follows the audio to the millisecond and a lip rea
   with ``cut.load_mouth()``, or in training with ``DataConfig.video_field: mouth`` (``SpeechBatch.video``). Frame
   ``i`` shows the mouth at ``(i + 0.5) * 0.04`` s.
 
+``<out_dir>/mouth_preview.png`` draws every viseme as each speaker shows it and the frames of one utterance.
 Files are written atomically and cached: a second run with the same options reuses every audio and video file,
 and gives bit-identical manifests. The default 300 utterances take about a minute on one CPU core.
 """
@@ -52,7 +53,15 @@ from speechkit.data.corpora.synthetic import (
     source_texts,
     text_problems,
 )
-from speechkit.data.mouth import FRAME_SIZE, MouthStyle, draw_mouth_styles, num_video_frames, render_mouth
+from speechkit.data.mouth import (
+    FRAME_SIZE,
+    MouthStyle,
+    draw_mouth_styles,
+    frame_visemes,
+    num_video_frames,
+    render_mouth,
+    save_preview,
+)
 from speechkit.data.synth import ESPEAK_SAMPLE_RATE, SpeakerStyle, Synthesizer, draw_styles, resample, style_key
 from speechkit.data.video import mouth_array, write_bytes, write_mouth
 from speechkit.errors import SpeechkitError
@@ -61,6 +70,7 @@ from speechkit.progress import progress_bar
 log = logging.getLogger(__name__)
 
 MOUTH_FIELD = "mouth"
+PREVIEW_FILE = "mouth_preview.png"
 SAMPLE_RATE = 16000
 DIGITS = "zero one two three four five six seven eight nine".split()
 RENDER_VERSION = 1  # part of each video file's hash: bump when the renderer's pixels change
@@ -155,11 +165,19 @@ def build_corpus(
             recs.append(recording)
             sups.append(supervision)
     order = [s for s in SPLITS if s in splits]
-    return write_corpus(
+    cuts = write_corpus(
         target,
         {s: (RecordingSet.from_recordings(splits[s][0]), SupervisionSet.from_segments(splits[s][1])) for s in order},
         cut_custom=custom,
     )
+    example = cuts[order[0]][0]
+    timings = json.loads(Path(example.recording.sources[0].source).with_suffix(".phonemes.json").read_text())
+    frames = example.load_custom(MOUTH_FIELD)
+    save_preview(target.out_dir / PREVIEW_FILE, mouths, frames, frame_visemes([tuple(t) for t in timings], len(frames)),
+                 frame_size)
+    log.info("synthetic_av: the speakers' visemes and one utterance's frames are drawn in %s",
+             target.out_dir / PREVIEW_FILE)
+    return cuts
 
 
 def prepare(

@@ -38,6 +38,7 @@ def _cuts(corpus: Path, split: str) -> CutSet:
 
 def test_every_cut_carries_a_mouth_video_as_long_as_its_audio(corpus: Path) -> None:
     assert "synthetic_av" in CORPORA
+    assert (corpus / "mouth_preview.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     for split in ("train", "dev", "test"):
         for cut in _cuts(corpus, split):
             manifest = cut.custom[MOUTH_FIELD]
