@@ -12,7 +12,8 @@ naming the manifest, line and cut: a truncated or malformed manifest; a dev/test
 does not open (a header read, no decoding); a cut longer than the task takes (its ``max_input_seconds``, e.g.
 30 s for Whisper; for training, times the smallest speed-perturbation factor below 1; training cuts are left out
 and reported instead with ``drop_too_long``); a supervision whose language is not the task's
-``expected_language`` (unless ``allow_language_mismatch``). Training manifests are checked from their durations
+``expected_language`` (unless ``allow_language_mismatch``); with ``video_field``, a cut without that video field
+or whose video and audio durations differ by more than a frame. Training manifests are checked from their durations
 and languages only; their audio is not opened.
 """
 
@@ -33,6 +34,7 @@ from speechkit.data.config import DataConfig
 from speechkit.data.dataset import SpeechDataset
 from speechkit.data.manifests import ManifestReport, check_manifest, load_cuts, summarize
 from speechkit.data.sampling import TaskTokenCounter
+from speechkit.data.video import check_video
 from speechkit.errors import SpeechkitError
 
 log = logging.getLogger(__name__)
@@ -195,6 +197,8 @@ class SpeechDataModule(L.LightningDataModule):
             start = time.perf_counter()
             report = check_manifest(paths, f"{split}_cuts", limit, language, open_audio=not train)
             self._judge(report, limit, max_input_seconds, language)
+            if c.video_field is not None:
+                check_video(paths, f"{split}_cuts", c.video_field)
             log.info("%s: %d cuts checked (%d audio headers read) in %.1f s", report.what, report.cuts,
                      report.audio_files, time.perf_counter() - start)
             reports[report.what] = report

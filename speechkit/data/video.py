@@ -22,6 +22,7 @@ from lhotse.cut import Cut, MixedCut, PaddingCut
 
 from speechkit.checkpoints import save_atomic
 from speechkit.data.batches import VIDEO_FRAME_SHIFT
+from speechkit.data.manifests import Paths, numbered_cuts
 from speechkit.errors import SpeechkitError
 
 
@@ -95,3 +96,16 @@ def collate_video(frames: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tenso
     lens = torch.tensor([f.shape[0] for f in frames], dtype=torch.int64)
     padded = torch.nn.utils.rnn.pad_sequence([f.float() / 255.0 for f in frames], batch_first=True)
     return padded, lens  # (B, V, H, W), (B,)
+
+
+def check_video(paths: Paths, what: str, field: str) -> int:
+    """Check every cut of a manifest for its video field (``video_manifest``) before training, from the manifest
+    alone (no frames read); an error names the manifest file and line. Returns the number of cuts checked."""
+    count = 0
+    for path, number, cut in numbered_cuts(paths, what):
+        try:
+            video_manifest(cut, field)
+        except SpeechkitError as error:
+            raise SpeechkitError(f"{what}: {path}, line {number}: {error}") from None
+        count += 1
+    return count

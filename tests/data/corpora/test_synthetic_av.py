@@ -125,6 +125,11 @@ def test_bad_video_input_is_a_clear_error(corpus: Path) -> None:
     with pytest.raises(SpeechkitError, match=rf"cut '{cut.id}': video 'mouth' lasts [0-9.]+ s but its audio "
                                              rf"{cut.duration:.3f} s"):
         dataset[CutSet.from_cuts([bad])]
+    manifest_file = corpus.parent / "one_bad.jsonl.gz"
+    CutSet.from_cuts([_cuts(corpus, "train")[1], bad]).to_file(manifest_file)
+    module = SpeechDataModule(DataConfig(train_cuts=str(manifest_file), video_field=MOUTH_FIELD))
+    with pytest.raises(SpeechkitError, match=rf"train_cuts: {manifest_file}, line 2: cut '{cut.id}': video 'mouth'"):
+        module.check_data("fit", validates=False)  # before the first step, from the manifest alone
     with pytest.raises(SpeechkitError, match="speed_perturb .* stretches the audio but not the video"):
         DataConfig(video_field=MOUTH_FIELD, speed_perturb=[0.9, 1.1])
     with pytest.raises(SpeechkitError, match="test_speakers < speakers"):
