@@ -91,7 +91,7 @@ def test_batches_keep_video_aligned_with_audio(corpus: Path) -> None:
 
 
 def test_datamodule_buckets_truncates_and_mixes_cuts_with_video(corpus: Path) -> None:
-    config = DataConfig(train_cuts=str(manifest_path(corpus, "cuts", "train")), input="fbank", max_duration=4.0,
+    config = DataConfig(train_cuts=str(manifest_path(corpus, "cuts", "train")), input="waveform", max_duration=4.0,
                         num_buckets=2, video_field=MOUTH_FIELD, num_cuts_for_bins_estimate=100)
     module = SpeechDataModule(config)
     module.check_data("fit", validates=False)
@@ -100,6 +100,12 @@ def test_datamodule_buckets_truncates_and_mixes_cuts_with_video(corpus: Path) ->
     for batch in batches:
         assert batch.video is not None and torch.equal(batch.video_lens, torch.tensor(
             [num_video_frames(float(d)) for d in batch.durations]))
+    # noise mixing (Lhotse CutMix: a MixedCut whose speech track holds the field) keeps the frames
+    noise = corpus.parent / "noise.jsonl.gz"
+    CutSet.from_cuts(fastcopy(c, id=f"noise-{c.id}", custom=None) for c in _cuts(corpus, "dev")).to_file(noise)
+    module = SpeechDataModule(DataConfig(**{**config.__dict__, "noise_cuts": str(noise), "noise_prob": 1.0}))
+    for batch in module.train_dataloader():
+        assert torch.equal(batch.video_lens, torch.tensor([num_video_frames(float(d)) for d in batch.durations]))
     # 2-D (duration x tokens) buckets with fixed batch sizes carry the field too
     module = SpeechDataModule(DataConfig(**{**config.__dict__, "bucket_duration_bins": [[1.0, 20], [3.0, 40]],
                                             "bucket_batch_size": [4, 2]}))
