@@ -1,0 +1,57 @@
+"""``benchmarks/time_to_wer.py`` end to end on FSDD with a tiny random Whisper: both systems train for the same
+clock budget, snapshot, and are decoded; the JSON has the issue's keys (the numbers are the README's, from
+ct2:tiny.en and real budgets)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from speechkit.testing import tiny_whisper_dir
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def load_benchmark():
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    spec = importlib.util.spec_from_file_location("time_to_wer", REPO / "benchmarks" / "time_to_wer.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_seconds_to_reach_is_the_first_point_at_or_below_the_target():
+    bench = load_benchmark()
+    curve = [[60.0, 0.5], [120.0, 0.2], [180.0, 0.1], [240.0, 0.3]]
+    assert bench.seconds_to_reach(curve, 0.2) == 120.0
+    assert bench.seconds_to_reach(curve, 0.05) is None
+    assert bench.seconds_to_reach(curve, 0.9) == 60.0
+
+
+@pytest.mark.slow
+def test_both_systems_train_for_the_budget_and_are_scored(tmp_path, fsdd_dir):
+    model = tiny_whisper_dir(tmp_path / "tiny", multilingual=False)
+    out = tmp_path / "ttw.json"
+    done = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks/time_to_wer.py"), "--corpus", "fsdd", "--minutes", "0.1",
+         "--evals", "2", "--clock", "cpu", "--dev-utterances", "4", "--pool-seconds", "20", "--baseline-batch-size",
+         "2", "--tokens-per-step", "20", "--lr-scaling", "sqrt", "--threads", "1", "--model", str(model),
+         "--data-dir", str(fsdd_dir.parents[1]), "--work-dir", str(tmp_path / "work"), "--json", str(out)],
+        capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(out.read_text())
+    for system in ("baseline", "speechkit"):
+        curve = result[f"curve_{system}"]
+        assert len(curve) == 2 and curve[0][0] < curve[1][0] and curve[1][0] >= 6.0  # 0.1 min, cpu clock
+        assert all(0.0 <= wer for _, wer in curve) and result[f"steps_{system}"] >= 1
+    assert result["final_wer_baseline"] == result["curve_baseline"][-1][1]
+    assert result["final_wer_speechkit_30s"] is not None
+    assert "seconds_to_baseline_final_wer_speechkit" in result
+    assert (tmp_path / "ttw.png").stat().st_size > 0
