@@ -24,7 +24,8 @@ mouth at 25 fps, so the video follows the audio to the millisecond and a lip rea
 
 ``<out_dir>/mouth_preview.png`` draws every viseme as each speaker shows it and the frames of one utterance.
 Files are written atomically and cached: a second run with the same options reuses every audio and video file,
-and gives bit-identical manifests. The default 300 utterances take about a minute on one CPU core.
+and gives bit-identical manifests. The default 300 utterances (5.4 minutes of speech, 8,072 frames; 225 train,
+30 dev, 45 test) take about 20 s on 2 CPU cores.
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ from speechkit.progress import progress_bar
 log = logging.getLogger(__name__)
 
 MOUTH_FIELD = "mouth"
+DEFAULT_UTTERANCES = 300
 PREVIEW_FILE = "mouth_preview.png"
 SAMPLE_RATE = 16000
 DIGITS = "zero one two three four five six seven eight nine".split()
@@ -184,7 +186,7 @@ def prepare(
     source: str | Path,
     out_dir: str | Path,
     voice: str = "en",
-    num_utterances: int = 300,
+    num_utterances: int | None = None,
     seed: int = 0,
     speakers: int = 8,
     test_speakers: int = 2,
@@ -205,7 +207,7 @@ def prepare(
         source: ``digits`` (strings of digit words), ``numbers``, or a UTF-8 text file (one utterance a line).
         out_dir: manifest folder (audio under ``<out_dir>/audio``, video under ``<out_dir>/mouth``).
         voice: eSpeak voice name (``en`` and its regional voices suit the viseme table).
-        num_utterances: how many utterances (lines of a text file: its first ones).
+        num_utterances: how many utterances (default 300; of a text file: its first lines, default all).
         seed: draws texts, splits, speakers (voice and mouth) and which speaker says what.
         speakers: number of distinct speakers.
         test_speakers: how many of them speak only the test split (speaker-disjoint test).
@@ -223,7 +225,7 @@ def prepare(
         speechkit prepare synthetic_av digits data/synthetic_av
         speechkit prepare synthetic_av digits data/av_big --num_utterances 3000 --speakers 16 --test_speakers 4
     """
-    if num_utterances < 1:
+    if num_utterances is not None and num_utterances < 1:
         raise SpeechkitError(f"num_utterances must be >= 1, got {num_utterances}")
     if frame_size < 16:
         raise SpeechkitError(f"frame_size must be >= 16 pixels, got {frame_size}")
@@ -236,10 +238,11 @@ def prepare(
     )
     Synthesizer().check_style(SpeakerStyle(voice))  # fail on a bad voice before any work
     if str(source) == "digits":
-        pairs = [(f"digits-{i:06d}", text)
-                 for i, text in enumerate(draw_digit_strings(num_utterances, seed, min_digits, max_digits))]
+        texts = draw_digit_strings(num_utterances or DEFAULT_UTTERANCES, seed, min_digits, max_digits)
+        pairs = [(f"digits-{i:06d}", text) for i, text in enumerate(texts)]
     else:
-        pairs = source_texts(str(source), voice, num_utterances, seed, max_chars)
+        count = num_utterances or (DEFAULT_UTTERANCES if str(source) == "numbers" else None)
+        pairs = source_texts(str(source), voice, count, seed, max_chars)
     problems = text_problems(pairs, max_chars)
     if problems:
         raise SpeechkitError(f"synthetic_av: utterance(s) {'; '.join(problems)}")
