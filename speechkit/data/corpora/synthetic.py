@@ -10,11 +10,16 @@
   them if given. A UTF-8 byte order mark is dropped. A line with no letter or digit (``...``) or longer than
   ``--max-chars`` (default 400: about 27 s of English at the slowest speaker rate, under Whisper's 30 s; digits
   read longer than their characters) is an error naming every such line number, before anything is synthesized.
+- A line ``transcript<TAB>spoken form`` has eSpeak read the spoken form while the transcript keeps the line's first
+  column: a respelling in letters the voice knows (Pashto ټ read by the Urdu voice as ٹ) that leaves the target
+  text as written. Splits go by transcript; the audio cache key and the length checks use what is spoken.
 - Splits: by distinct text, so a text never lands in two splits (duplicated lines stay together); the fractions
   count distinct texts, and each split with a fraction > 0 gets at least one.
 - Speakers: ``--speakers`` distinct ``SpeakerStyle`` s (variant m1-m8/f1-f5, rate, pitch, pitch range) drawn from
-  the seed; each utterance gets one of them, also drawn from the seed. ``supervision.speaker`` is the style's name
-  (``en+m3_r160_p45_g50``), ``supervision.language`` the voice name without its region (``en-us`` -> ``en``).
+  the seed; each utterance gets one of them, also drawn from the seed. ``--test-speakers K`` (default 0): the last K
+  styles speak only the test split and the others never do: a test set of unseen speakers and unseen texts. ``supervision.speaker`` is the style's name
+  (``en+m3_r160_p45_g50``), ``supervision.language`` the voice name without its region (``en-us`` -> ``en``), or
+  ``--language`` when given (a proxy voice reading another language: Persian ``fa`` reading Pashto ``ps``).
 - Audio: written as 16-bit FLAC at ``--sample-rate`` (default 16,000 Hz, resampled from eSpeak's 22,050 Hz: what
   ASR models take, and 27 % fewer samples to store and load; 22050 keeps the native rate) under
   ``<out_dir>/audio/<hash>.flac``, the hash covering text, style, rate and eSpeak version: a second run reuses
@@ -67,6 +72,12 @@ class Utterance:
     text: str
     split: str
     custom: dict = field(default_factory=dict, hash=False)
+    spoken: str = ""  # what eSpeak reads when it differs from ``text`` (a respelling); "" = ``text``
+
+    @property
+    def speech(self) -> str:
+        """The text eSpeak reads."""
+        return self.spoken or self.text
 
 
 def number_words(number: int) -> str:
@@ -124,6 +135,30 @@ def assign_splits(texts: Sequence[str], dev_fraction: float, test_fraction: floa
     return [split_of.get(text, "train") for text in texts]
 
 
+def speaker_assignment(splits: Sequence[str], speakers: int, test_speakers: int, seed: int) -> list[int]:
+    """The speaker index of each utterance: test utterances from the last ``test_speakers``, others from the rest.
+
+    With ``test_speakers=0`` every utterance draws from all speakers (the same draws as before the option existed).
+    """
+    if not 0 <= test_speakers < speakers:
+        raise SpeechkitError(f"need 0 <= test_speakers < speakers, got test_speakers={test_speakers}, "
+                             f"speakers={speakers}")
+    rng, first_test = random.Random(f"{seed}-speaker-of-utterance"), speakers - test_speakers
+    return [first_test + rng.randrange(test_speakers) if split == "test" and test_speakers else rng.randrange(first_test)
+            for split in splits]
+
+
+def split_spoken(text: str) -> tuple[str, str]:
+    """``(transcript, spoken form)`` of a line ``transcript<TAB>spoken form``; ``(text, "")`` without a tab."""
+    if "\t" not in text:
+        return text, ""
+    transcript, _, spoken = text.partition("\t")
+    transcript, spoken = transcript.strip(), spoken.strip()
+    if not transcript or not spoken or "\t" in spoken:
+        raise SpeechkitError(f"line {text!r}: expected 'transcript<TAB>spoken form' with both columns non-empty")
+    return transcript, spoken
+
+
 def _split_size(total: int, fraction: float) -> int:
     return 0 if fraction == 0 else max(1, round(total * fraction))
 
@@ -165,6 +200,8 @@ def synthesize_splits(
     seed: int = 0,
     sample_rate: int = 16000,
     max_chars: int = MAX_CHARS,
+    test_speakers: int = 0,
+    language: str | None = None,
 ) -> dict[str, CutSet]:
     """Synthesize every utterance (cached FLAC under ``<out_dir>/audio``) and write the manifests of each split.
 
@@ -176,22 +213,24 @@ def synthesize_splits(
         seed: draws the styles and which style speaks each utterance.
         sample_rate: rate of the written FLAC files (16000 or 22050).
         max_chars: longest accepted text; a longer one (or one without a letter or digit) is an error naming its id.
+        test_speakers: how many of the ``speakers`` styles speak only the test split (0: all speak every split).
+        language: ``supervision.language`` (default: the voice's language).
     """
     if sample_rate not in SAMPLE_RATES:
         raise SpeechkitError(f"sample_rate must be one of {SAMPLE_RATES}, got {sample_rate}")
-    problems = text_problems([(u.id, u.text) for u in utterances], max_chars)
+    problems = text_problems([(u.id, u.speech) for u in utterances], max_chars)
     if problems:
         raise SpeechkitError(f"{target.corpus}: utterance(s) {'; '.join(problems)}")
     synth = Synthesizer()
     styles = draw_styles(voice, speakers, seed)
     synth.check_style(styles[0])
-    rng = random.Random(f"{seed}-speaker-of-utterance")
+    speaker_of = speaker_assignment([u.split for u in utterances], speakers, test_speakers, seed)
     audio_dir = target.out_dir / "audio"
     splits: dict[str, tuple[list, list]] = {}
     with progress_bar(utterances, desc=f"{target.corpus}: synthesize", unit="utt") as bar:
-        for utterance in bar:
-            style = styles[rng.randrange(len(styles))]
-            recording, supervision = _synthesize_one(synth, utterance, style, audio_dir, sample_rate)
+        for utterance, speaker in zip(bar, speaker_of):
+            style = styles[speaker]
+            recording, supervision = _synthesize_one(synth, utterance, style, audio_dir, sample_rate, language)
             recs, sups = splits.setdefault(utterance.split, ([], []))
             recs.append(recording)
             sups.append(supervision)
@@ -203,12 +242,14 @@ def synthesize_splits(
 
 
 def _synthesize_one(
-    synth: Synthesizer, utterance: Utterance, style: SpeakerStyle, audio_dir: Path, sample_rate: int
+    synth: Synthesizer, utterance: Utterance, style: SpeakerStyle, audio_dir: Path, sample_rate: int,
+    language: str | None = None,
 ) -> tuple[Recording, SupervisionSegment]:
-    path = synthesize_to_file(synth, utterance.text, style, audio_dir, sample_rate)
+    path = synthesize_to_file(synth, utterance.speech, style, audio_dir, sample_rate)
     recording = Recording.from_file(path, recording_id=utterance.id)
     supervision = whole_recording_supervision(
-        recording, utterance.text, language_of_voice(style.voice), style.name, custom=dict(utterance.custom) or None
+        recording, utterance.text, language or language_of_voice(style.voice), style.name,
+        custom=dict(utterance.custom) or None,
     )
     return recording, supervision
 
@@ -260,6 +301,8 @@ def prepare(
     test_fraction: float = 0.1,
     sample_rate: SampleRate = 16000,
     max_chars: int = MAX_CHARS,
+    test_speakers: int = 0,
+    language: str | None = None,
     *,
     overwrite: bool = False,
     skip_bad: bool = False,
@@ -268,7 +311,7 @@ def prepare(
     """Synthesize a corpus and write its manifests; returns ``{split: CutSet}``.
 
     Args:
-        source: a UTF-8 text file (one utterance a line) or the word ``numbers``.
+        source: a UTF-8 text file (one utterance a line; ``transcript<TAB>spoken form`` to respell) or ``numbers``.
         out_dir: manifest folder (audio under ``<out_dir>/audio``).
         voice: eSpeak voice name (``Synthesizer().list_voices()``).
         num_utterances: how many lines / numbers (default: every line; 1,000 numbers).
@@ -278,6 +321,8 @@ def prepare(
         test_fraction: share of distinct texts in test.
         sample_rate: 16000 (default) or 22050 (eSpeak's native rate).
         max_chars: longest accepted line in characters (see the module docstring).
+        test_speakers: how many of the ``speakers`` styles speak only the test split (speaker-disjoint test).
+        language: ``supervision.language`` when the voice reads another language (default: the voice's).
         overwrite: replace a different corpus already in ``out_dir``.
         skip_bad: leave out synthesized clips that fail the audio checks (listed in ``rejected.jsonl``).
         min_duration: shortest accepted clip, in seconds.
@@ -285,18 +330,23 @@ def prepare(
     Examples:
         speechkit prepare synthetic recipes/new_language/ky_numbers.txt out/ky --voice ky --num_utterances 200
         speechkit prepare synthetic numbers out/en_numbers --num_utterances 100 --speakers 2
+        speechkit prepare synthetic recipes/commonvoice_pashto/ps_numbers_fa.tsv out/ps_fa --voice fa --language ps \
+            --speakers 6 --test_speakers 2
     """
     if num_utterances is not None and num_utterances < 1:
         raise SpeechkitError(f"num_utterances must be >= 1, got {num_utterances}")
     options = dict(voice=voice, num_utterances=num_utterances, seed=seed, speakers=speakers,
                    dev_fraction=dev_fraction, test_fraction=test_fraction, sample_rate=sample_rate, max_chars=max_chars)
+    options.update({k: v for k, v in (("test_speakers", test_speakers), ("language", language)) if v})
     target = open_target(
         out_dir, "synthetic", source, options, overwrite=overwrite, skip_bad=skip_bad, min_duration=min_duration
     )
     Synthesizer().check_style(SpeakerStyle(voice))  # fail on a bad voice before reading or drawing anything
-    pairs = source_texts(str(source), voice, num_utterances, seed, max_chars)
-    splits = assign_splits([text for _, text in pairs], dev_fraction, test_fraction, seed)
-    utterances = [Utterance(uid, text, split) for (uid, text), split in zip(pairs, splits)]
+    speaker_assignment([], speakers, test_speakers, seed)  # check the speaker counts before synthesizing
+    pairs = [(uid, *split_spoken(text)) for uid, text in source_texts(str(source), voice, num_utterances, seed, max_chars)]
+    splits = assign_splits([text for _, text, _ in pairs], dev_fraction, test_fraction, seed)
+    utterances = [Utterance(uid, text, split, spoken=spoken) for (uid, text, spoken), split in zip(pairs, splits)]
     return synthesize_splits(
-        utterances, target, voice=voice, speakers=speakers, seed=seed, sample_rate=sample_rate, max_chars=max_chars
+        utterances, target, voice=voice, speakers=speakers, seed=seed, sample_rate=sample_rate, max_chars=max_chars,
+        test_speakers=test_speakers, language=language,
     )

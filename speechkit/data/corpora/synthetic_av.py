@@ -52,6 +52,7 @@ from speechkit.data.corpora.synthetic import (
     assign_splits,
     language_of_voice,
     source_texts,
+    speaker_assignment,
     text_problems,
 )
 from speechkit.data.mouth import (
@@ -127,16 +128,6 @@ def mouth_video(
     if path.is_file():
         return mouth_array(path, num_video_frames(duration), frame_size)
     return write_mouth(path, render_mouth(phonemes, duration, mouth, seed=int(key[:8], 16), size=frame_size))
-
-
-def speaker_assignment(splits: list[str], speakers: int, test_speakers: int, seed: int) -> list[int]:
-    """The speaker index of each utterance: test utterances from the last ``test_speakers``, others from the rest."""
-    if not 1 <= test_speakers < speakers:
-        raise SpeechkitError(f"need 1 <= test_speakers < speakers, got test_speakers={test_speakers}, "
-                             f"speakers={speakers}")
-    rng, first_test = random.Random(f"{seed}-speaker-of-utterance"), speakers - test_speakers
-    return [first_test + rng.randrange(test_speakers) if split == "test" else rng.randrange(first_test)
-            for split in splits]
 
 
 def build_corpus(
@@ -229,6 +220,8 @@ def prepare(
         raise SpeechkitError(f"num_utterances must be >= 1, got {num_utterances}")
     if frame_size < 16:
         raise SpeechkitError(f"frame_size must be >= 16 pixels, got {frame_size}")
+    if test_speakers < 1:
+        raise SpeechkitError(f"need 1 <= test_speakers < speakers (a speaker-disjoint test), got {test_speakers}")
     options = dict(voice=voice, num_utterances=num_utterances, seed=seed, speakers=speakers,
                    test_speakers=test_speakers, dev_fraction=dev_fraction, test_fraction=test_fraction,
                    frame_size=frame_size, min_digits=min_digits, max_digits=max_digits, max_chars=max_chars,

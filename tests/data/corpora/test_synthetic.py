@@ -139,3 +139,44 @@ def test_a_different_corpus_is_refused_before_synthesis(tmp_path: Path) -> None:
             "numbers", tmp_path, num_utterances=2, speakers=1, dev_fraction=0.0, test_fraction=0.0, seed=1
         )
     assert sorted(p.name for p in (tmp_path / "audio").iterdir()) == before
+
+
+def test_test_speakers_speak_only_the_test_split_and_train_is_unchanged(tmp_path: Path) -> None:
+    """Issue 22: ``--test_speakers`` gives a test split of unseen speakers and unseen texts; the other splits keep the
+    speakers and audio they had without the option (the first ``speakers - test_speakers`` styles are the same)."""
+    options = dict(num_utterances=16, seed=3, dev_fraction=0.125, test_fraction=0.25)
+    plain = synthetic.prepare("numbers", tmp_path / "plain", speakers=2, **options)
+    disjoint = synthetic.prepare("numbers", tmp_path / "disjoint", speakers=4, test_speakers=2, **options)
+    speakers = {split: {c.supervisions[0].speaker for c in cuts} for split, cuts in disjoint.items()}
+    assert speakers["test"] and not speakers["test"] & (speakers["train"] | speakers["dev"])
+    texts = {split: {c.supervisions[0].text for c in cuts} for split, cuts in disjoint.items()}
+    assert not texts["test"] & (texts["train"] | texts["dev"])
+    for split in ("train", "dev"):
+        assert [c.supervisions[0].speaker for c in disjoint[split]] == [c.supervisions[0].speaker for c in plain[split]]
+    with pytest.raises(SpeechkitError, match="test_speakers < speakers"):
+        synthetic.prepare("numbers", tmp_path / "bad", speakers=2, test_speakers=2, **options)
+
+
+def test_spoken_column_is_read_and_the_transcript_kept(tmp_path: Path) -> None:
+    """A line ``transcript<TAB>spoken form``: eSpeak reads the respelling, the manifest keeps the transcript and the
+    given language (Urdu voice reading Pashto: ټ and ړ are not Urdu letters, ٹ and ڑ are)."""
+    source = tmp_path / "ps.tsv"
+    source.write_text("شپاړس\tشپاڑس\nټول\tٹول\nشپاړس ټول\tشپاڑس ٹول\n", encoding="utf-8")
+    cuts = synthetic.prepare(source, tmp_path / "out", voice="ur", language="ps", speakers=1, dev_fraction=0,
+                             test_fraction=0)
+    sups = [c.supervisions[0] for c in cuts["train"]]
+    assert sorted(s.text for s in sups) == sorted(["شپاړس", "ټول", "شپاړس ټول"])
+    assert {s.language for s in sups} == {"ps"}
+    respelled = synthetic.Synthesizer().synthesize("ٹول", voice="ur", **_style_of(sups, "ټول"))
+    spoken = next(c for c in cuts["train"] if c.supervisions[0].text == "ټول").load_audio()
+    assert abs(spoken.shape[-1] / 16000 - respelled.shape[-1] / 22050) < 0.01  # the audio is the respelling's
+    with pytest.raises(SpeechkitError, match="both columns"):
+        synthetic.split_spoken("ټول\t")
+
+
+def _style_of(sups, text: str) -> dict:
+    """rate/pitch/pitch_range/variant of the speaker that read ``text`` (from its name ``ur+m3_r160_p45_g50``)."""
+    name = next(s.speaker for s in sups if s.text == text)
+    voice_variant, rate, pitch, prange = name.split("_")
+    return dict(variant=voice_variant.partition("+")[2], rate=int(rate[1:]), pitch=int(pitch[1:]),
+                pitch_range=int(prange[1:]))
