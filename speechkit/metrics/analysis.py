@@ -74,6 +74,34 @@ def char_confusions(pairs: Sequence[tuple[str, str]]) -> Counter[tuple[str, str]
     return counts
 
 
+def letter_errors(refs: Sequence[str], hyps: Sequence[str], top: int = 10) -> dict[str, object]:
+    """Character-level error classes of whole utterances: substitutions by (ref letter, hyp letter) pair, deletions
+    and insertions by letter (the error classes of the Pashto study's error analysis, counted on every utterance,
+    not only inside substituted words as ``char_confusions`` of substituted pairs is).
+
+    Args:
+        refs: (normalized) reference transcripts.
+        hyps: (normalized) hypotheses, same length and order.
+        top: how many of the most frequent pairs / letters to list.
+
+    Returns:
+        ``{"substitutions", "deletions", "insertions"}`` totals and ``"top_substitutions"`` ``[[ref, hyp, n], ...]``,
+        ``"top_deletions"`` / ``"top_insertions"`` ``[[letter, n], ...]``; a space counts as a letter (a deleted
+        space joins two words).
+    """
+    check_pairs(refs, hyps)
+    counts = char_confusions(list(zip(refs, hyps)))
+    subs = Counter({pair: n for pair, n in counts.items() if pair[0] and pair[1]})
+    dels = Counter({ref: n for (ref, hyp), n in counts.items() if not hyp})
+    ins = Counter({hyp: n for (ref, hyp), n in counts.items() if not ref})
+    return {
+        "substitutions": sum(subs.values()), "deletions": sum(dels.values()), "insertions": sum(ins.values()),
+        "top_substitutions": [[ref, hyp, n] for (ref, hyp), n in subs.most_common(top)],
+        "top_deletions": [[char, n] for char, n in dels.most_common(top)],
+        "top_insertions": [[char, n] for char, n in ins.most_common(top)],
+    }
+
+
 def char_class(char: str, classes: Mapping[str, str]) -> str:
     """The name of the class holding ``char``; ``"other"`` for any other character, ``"none"`` for ``""``."""
     if not char:

@@ -2,6 +2,7 @@
 
 import pytest
 
+from speechkit.errors import SpeechkitError
 from speechkit.metrics.analysis import (
     PASHTO_CHAR_CLASSES,
     PASHTO_SUFFIX_CHARS,
@@ -10,6 +11,7 @@ from speechkit.metrics.analysis import (
     char_confusions,
     class_confusions,
     has_loop,
+    letter_errors,
     repeated_insertions,
     substituted_words,
     suffix_confusion,
@@ -59,3 +61,15 @@ def test_analyze_errors_pashto():
     assert result["insertion_rate"] == pytest.approx(4 / 9)
     assert result["repetition_rate"] == pytest.approx(4 / 9)
     assert result["looping_utterances"] == 1
+
+
+def test_letter_errors_count_every_utterance_by_letter_pair():
+    """Issue 22: ښ read as ش and the -ay ending ی as Arabic ي are two substitutions by letter pair; the extra ه of
+    دوهه an insertion; a dropped word's letters and its space are deletions (hand-aligned)."""
+    result = letter_errors(["ښه سړی", "دوه", "لس شل"], ["شه سړي", "دوهه", "لس"])
+    assert result["top_substitutions"] == [["ښ", "ش", 1], ["ی", "ي", 1]]
+    assert result["insertions"] == 1 and result["top_insertions"] == [["ه", 1]]
+    assert result["deletions"] == 3 and sorted(result["top_deletions"]) == [[" ", 1], ["ش", 1], ["ل", 1]]
+    assert result["substitutions"] == 2
+    with pytest.raises(SpeechkitError):
+        letter_errors(["a"], [])
