@@ -67,6 +67,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
                   "rewrite a manifest's transcripts with the teacher's own where verified (self-data distillation)"),
     "continual": ("speechkit.drivers.continual:continual",
                   "train a class-incremental stream (COCONUT, replay, KD); write the accuracy matrix"),
+    "eval-spoken-answers": ("speechkit.drivers.spoken_answers_eval:eval_spoken_answers",
+                            "speak, transcribe and score a speech-out model's answers (WER, mel distance)"),
 }  # fmt: skip
 
 

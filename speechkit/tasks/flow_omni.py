@@ -92,6 +92,8 @@ class FlowOmni(L.LightningModule):
         scheduler: learning-rate scheduler factory, stepped every optimizer step; ``None`` = constant.
     """
 
+    checkpoint_source_args: tuple[str, ...] = ("init_from",)  # a loaded checkpoint has its own weights
+
     def __init__(
         self,
         whisper: str,
