@@ -90,7 +90,8 @@ def build_teacher(config: TeacherConfig) -> FrozenTeacher:
 
 
 def student_slots(teachers: Sequence[TeacherConfig], built: Sequence[FrozenTeacher], num_layers: int,
-                  mode: Literal["last", "depth"]) -> tuple[list[int], list[TeacherSpec]]:
+                  mode: Literal["last", "depth"], distance: Literal["cosine", "l1"] = "cosine",
+                  ) -> tuple[list[int], list[TeacherSpec]]:
     """Which student layer feeds each (teacher, layer) head, and the ``TeacherSpec`` of each teacher.
 
     Returns:
@@ -108,7 +109,7 @@ def student_slots(teachers: Sequence[TeacherConfig], built: Sequence[FrozenTeach
             layer_map[len(slots)] = layer
             depth = max(1, round(layer * num_layers / teacher.num_layers))
             slots.append(num_layers if mode == "last" else depth)
-        specs.append(TeacherSpec(config.name, teacher.dim, layer_map, config.weight, "cosine"))
+        specs.append(TeacherSpec(config.name, teacher.dim, layer_map, config.weight, distance))
     return slots, specs
 
 
@@ -158,9 +159,7 @@ class AVDistill(L.LightningModule):
         self.hparams["teachers"] = [asdict(c) for c in configs]
         self.student = AVStudent(student)
         self.teachers = torch.nn.ModuleList([build_teacher(c) for c in configs])
-        self.slots, specs = student_slots(configs, list(self.teachers), student.num_layers, student_layers)
-        for spec in specs:
-            spec.distance = distance
+        self.slots, specs = student_slots(configs, list(self.teachers), student.num_layers, student_layers, distance)
         self.kd = RepresentationalKD(student.dim, specs, num_clusters, kl_weight)
         self.noise = NoiseBank(noise_cuts) if noise_cuts else None
         self.strict_loading = False  # checkpoints hold no teacher weights
@@ -197,10 +196,11 @@ class AVDistill(L.LightningModule):
         found: dict[str, list[torch.Tensor]] = {}
         for batch in batches:
             teacher_hidden, teacher_lens = self.teacher_hidden(batch)
-            frames = batch.video.shape[1] if batch.video is not None else None
-            for spec, s, t in self.kd.cluster_keys():
+            if batch.video is None:
+                raise SpeechkitError("AVDistill: the batch has no video (set the data config's video_field)")
+            for spec, s, t in self.kd.cluster_keys():  # teacher frames pooled to the student's (the video's) frames
                 ht = teacher_hidden[spec.name][t]
-                pooled, lens = self.kd.pooled(ht, teacher_lens[spec.name], frames or (ht.shape[1] + 1) // 2)
+                pooled, lens = self.kd.pooled(ht, teacher_lens[spec.name], batch.video.shape[1])
                 found.setdefault(cluster_key(spec.name, s), []).append(pooled[lengths_to_mask(lens, pooled.shape[1])])
         fitted = {}
         for key, chunks in found.items():
