@@ -68,3 +68,22 @@ def test_four_strategies_on_one_budget(tmp_path, capsys):
 def test_multistage_without_related_corpus_is_an_error(tmp_path):
     with pytest.raises(SpeechkitError, match="needs a related corpus"):
         compare.strategy_plan("multistage", "c.yaml", "t", "d", "ky", 4, "kk", None, None, tmp_path)
+
+
+def test_summary_gives_mean_and_sd_over_seeds_and_marks_gated_runs():
+    """Issue 22: two seeds of full (test WER 20 % and 40 %) -> 30.00 ± 14.14 (sample sd); a multistage run stopped
+    by its gate is counted as such and has no error rate; error classes are summed over the seeds."""
+    def test(wer, subs):
+        return {"wer": wer, "wer_raw": wer, "cer": wer / 2, "cer_raw": wer / 2, "substitutions": subs,
+                "deletions": 1, "insertions": 0, "ref_words": 10, "utterances": 3,
+                "letters": {"substitutions": 2, "deletions": 0, "insertions": 1,
+                            "top_substitutions": [["ښ", "ش", 2]], "top_deletions": [], "top_insertions": []}}
+    rows = [compare.StrategyResult("full", 0.1, 0.1, 0.05, 0.05, 2, 100, 100, 10.0, "a", seed=0, test=test(0.2, 2)),
+            compare.StrategyResult("full", 0.3, 0.3, 0.15, 0.15, 2, 100, 100, 20.0, "b", seed=1, test=test(0.4, 4)),
+            compare.StrategyResult("multistage", math.nan, math.nan, math.nan, math.nan, -1, 100, 100, 5.0, "c",
+                                   seed=0, gate_passed=False)]
+    table = compare.format_summary(rows).splitlines()
+    assert table[2] == ("| full | 0,1 | 20.00 ± 14.14 | 30.00 ± 14.14 | 15.00 ± 7.07 | 30.00 ± 14.14 | 15.00 ± 7.07 |  "
+                        "| 100 (100.0%) | 15 |")
+    assert table[3].startswith("| multistage | 0 (1 stopped by the gate) | n/a | n/a |")
+    assert table[7] == "| full | 2 | 6 / 2 / 0 (of 20) | 4 / 0 / 2 | ښ→ش 4 |"
