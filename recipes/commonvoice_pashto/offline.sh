@@ -4,6 +4,7 @@
 # the four strategies with <|ps|> on the same data and steps, SEEDS times each, and write the table and PNG.
 # Usage: recipes/commonvoice_pashto/offline.sh OUT_DIR [speechkit fit overrides for every run]
 # Environment (defaults = the study): MODEL=ct2:base STEPS=1000 SEEDS=3 COPIES=2 GATE=0.6 PS_LINES= UR_LINES=
+#   STRATEGIES="full lora frozen_encoder multistage"
 #   STEPS: optimizer steps per strategy (multistage: STEPS/2 on Urdu, then STEPS/2 on Pashto, gated on Urdu dev WER);
 #   SEEDS: runs per strategy (seeds 0..SEEDS-1); COPIES: readings of each Pashto text (several speakers);
 #   PS_LINES / UR_LINES: use only the first N lines of each text file (smoke runs); GATE: Urdu dev WER gate.
@@ -36,5 +37,6 @@ speechkit compare-strategies -c "$repo/conf/whisper/pashto_offline.yaml" \
   --train "$out/ps/cuts_train.jsonl.gz" --dev "$out/ps/cuts_dev.jsonl.gz" --test "$out/ps/cuts_test.jsonl.gz" \
   --language ps --related_train "$out/ur/cuts_train.jsonl.gz" --related_dev "$out/ur/cuts_dev.jsonl.gz" \
   --related_language ur --related_max_dev_wer "$gate" --max_steps "$steps" --seeds $(seq 0 $((seeds - 1))) \
-  --lr lora=1e-3 --out_dir "$out/compare" --model.init_args.model_name_or_path "$model" "$@"
-echo "wall time (prepare + $((4 * seeds)) runs): $(( $(date +%s) - start )) s" | tee "$out/wall_time.txt"
+  --strategies ${STRATEGIES:-full lora frozen_encoder multistage} --lr lora=1e-3 --out_dir "$out/compare" \
+  --model.init_args.model_name_or_path "$model" "$@"
+echo "wall time (prepare + runs): $(( $(date +%s) - start )) s" | tee "$out/wall_time.txt"
