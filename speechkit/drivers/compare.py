@@ -292,8 +292,8 @@ def format_summary(rows: Sequence[StrategyResult], top: int = 3) -> str:
     full = next((_mean_sd(g["test_wer"])[0] for g in groups if g["strategy"] == "full"), math.nan)
     if math.isnan(full):
         full = next((_mean_sd(g["dev_wer"])[0] for g in groups if g["strategy"] == "full"), math.nan)
-    lines = ["| strategy | seeds | dev WER % | test WER % | test CER % | test WER raw % | test CER raw % | vs full (pp) "
-             "| trainable params | wall s |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| strategy | seeds | dev WER % | test WER % | test CER % | test WER raw % | test CER raw % "
+             "| vs full (pp) | trainable params | wall s |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for g in groups:
         test = _mean_sd(g["test_wer"])[0]
         ref = test if not math.isnan(test) else _mean_sd(g["dev_wer"])[0]

@@ -17,7 +17,8 @@
   count distinct texts, and each split with a fraction > 0 gets at least one.
 - Speakers: ``--speakers`` distinct ``SpeakerStyle`` s (variant m1-m8/f1-f5, rate, pitch, pitch range) drawn from
   the seed; each utterance gets one of them, also drawn from the seed. ``--test-speakers K`` (default 0): the last K
-  styles speak only the test split and the others never do: a test set of unseen speakers and unseen texts. ``supervision.speaker`` is the style's name
+  styles speak only the test split and the others never do: a test set of unseen speakers and unseen texts.
+  ``supervision.speaker`` is the style's name
   (``en+m3_r160_p45_g50``), ``supervision.language`` the voice name without its region (``en-us`` -> ``en``), or
   ``--language`` when given (a proxy voice reading another language: Persian ``fa`` reading Pashto ``ps``).
 - Audio: written as 16-bit FLAC at ``--sample-rate`` (default 16,000 Hz, resampled from eSpeak's 22,050 Hz: what
@@ -144,8 +145,8 @@ def speaker_assignment(splits: Sequence[str], speakers: int, test_speakers: int,
         raise SpeechkitError(f"need 0 <= test_speakers < speakers, got test_speakers={test_speakers}, "
                              f"speakers={speakers}")
     rng, first_test = random.Random(f"{seed}-speaker-of-utterance"), speakers - test_speakers
-    return [first_test + rng.randrange(test_speakers) if split == "test" and test_speakers else rng.randrange(first_test)
-            for split in splits]
+    return [first_test + rng.randrange(test_speakers) if split == "test" and test_speakers
+            else rng.randrange(first_test) for split in splits]
 
 
 def split_spoken(text: str) -> tuple[str, str]:
@@ -330,8 +331,7 @@ def prepare(
     Examples:
         speechkit prepare synthetic recipes/new_language/ky_numbers.txt out/ky --voice ky --num_utterances 200
         speechkit prepare synthetic numbers out/en_numbers --num_utterances 100 --speakers 2
-        speechkit prepare synthetic recipes/commonvoice_pashto/ps_numbers_fa.tsv out/ps_fa --voice fa --language ps \
-            --speakers 6 --test_speakers 2
+        speechkit prepare synthetic ps_numbers_fa.tsv out/ps_fa --voice fa --language ps --speakers 6 --test_speakers 2
     """
     if num_utterances is not None and num_utterances < 1:
         raise SpeechkitError(f"num_utterances must be >= 1, got {num_utterances}")
@@ -343,7 +343,8 @@ def prepare(
     )
     Synthesizer().check_style(SpeakerStyle(voice))  # fail on a bad voice before reading or drawing anything
     speaker_assignment([], speakers, test_speakers, seed)  # check the speaker counts before synthesizing
-    pairs = [(uid, *split_spoken(text)) for uid, text in source_texts(str(source), voice, num_utterances, seed, max_chars)]
+    lines = source_texts(str(source), voice, num_utterances, seed, max_chars)
+    pairs = [(uid, *split_spoken(text)) for uid, text in lines]
     splits = assign_splits([text for _, text, _ in pairs], dev_fraction, test_fraction, seed)
     utterances = [Utterance(uid, text, split, spoken=spoken) for (uid, text, spoken), split in zip(pairs, splits)]
     return synthesize_splits(
