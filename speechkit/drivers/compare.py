@@ -323,14 +323,16 @@ def write_summary(rows: Sequence[StrategyResult], out_dir: Path, max_steps: int)
     payload = {"max_steps": max_steps, "rows": [asdict(r) for r in rows]}
     (out_dir / "summary.json").write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     (out_dir / "summary.md").write_text(format_summary(rows) + "\n", encoding="utf-8")
-    groups, classes = {}, {}
+    groups, classes, splits = {}, {}, set()
     for g in summary_rows(rows):
         split = "test" if any(math.isfinite(v) for v in g["test_wer"]) else "dev"
+        splits.add(split)
         groups[g["strategy"]] = {m: _mean_sd(g[f"{split}_{m}"])[0] for m in _METRICS}
         for key in ("substitutions", "deletions", "insertions"):
             classes[f"{g['strategy']} {key[:3]}."] = g[key]
     plot_wer(groups, out_dir / "summary.png", classes if any(classes.values()) else None,
-             title=f"WER / CER by strategy, mean over seeds ({max_steps} steps)")
+             title=f"{' / '.join(sorted(splits, reverse=True))} WER / CER by strategy, mean over seeds "
+                   f"({max_steps} steps)")
 
 
 def _lr_option(text: str) -> tuple[str, float]:
