@@ -33,7 +33,8 @@ def run(tmp_path_factory) -> Path:
 @pytest.mark.slow
 def test_every_stage_runs_and_the_table_has_the_avsr_row(run):
     results = json.loads((run / "results.json").read_text())
-    assert set(results) == {"two_audio_video"} and set(results["two_audio_video"]) == {"clean", "0"}
+    assert set(results["wer"]) == set(results["cer"]) == {"two_audio_video"}
+    assert set(results["wer"]["two_audio_video"]) == {"clean", "0"}
     assert "| AVSR | KD: Whisper + MSM |" in (run / "results.md").read_text()
     assert (run / "results.png").stat().st_size > 0
     rows = [json.loads(line) for line in (run / "runs/ft_two_audio_video/test_0.jsonl").read_text().splitlines()]
