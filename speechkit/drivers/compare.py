@@ -201,8 +201,9 @@ def compare_strategies(
         related: multistage's first-stage corpus.
         lr: peak learning rate per strategy (the config's when absent).
         extra: ``speechkit fit`` overrides for every run.
-        seeds: run every strategy once per seed (``--seed_everything``, runs under ``<out_dir>/seed<k>``); None:
-            once, with the config's seed.
+        seeds: run every strategy once per seed (``--seed_everything`` and the sampler's
+            ``--data.init_args.config.seed``: initialisation, dropout and batch order; runs under
+            ``<out_dir>/seed<k>``); None: once, with the config's seeds.
         test_cuts: a held-out test manifest each run's best checkpoint transcribes (``StrategyResult.test``).
         related_max_dev_wer: multistage's gate on the related stage's best dev WER (None: no gate).
     """
@@ -216,7 +217,8 @@ def compare_strategies(
     rows = []
     for seed in seeds if seeds is not None else [None]:
         run_dir = out_dir if seed is None else out_dir / f"seed{seed}"
-        seeded = [*extra, "--seed_everything", str(seed)] if seed is not None else list(extra)
+        seeded = list(extra) if seed is None else [  # the seed of the weights' randomness and of the batch order
+            *extra, "--seed_everything", str(seed), "--data.init_args.config.seed", str(seed)]
         for strategy in strategies:
             plan = strategy_plan(strategy, config, train_cuts, dev_cuts, language, max_steps, new_language_init_from,
                                  related, (lr or {}).get(strategy), run_dir, related_max_dev_wer)
@@ -384,7 +386,8 @@ def compare_command(
         related_language: multistage stage-1 language code.
         strategies: which strategies to run, in order.
         lr: ``STRATEGY=LR`` peak learning rates (repeatable; the config's lr where absent).
-        seeds: run each strategy once per seed (``--seed_everything``; runs under ``OUT/seed<k>``) and write
+        seeds: run each strategy once per seed (``--seed_everything`` and the sampler's seed; runs under
+            ``OUT/seed<k>``) and write
             ``summary.md`` / ``summary.json`` / ``summary.png`` (mean ± sd over seeds); default: once.
         test: held-out test cuts (e.g. unseen speakers) each best checkpoint transcribes, scored raw and normalized
             with error classes.
