@@ -272,6 +272,9 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--model", default="ct2:tiny.en")
+    parser.add_argument("--reuse-baseline", default=None,
+                        help="take the baseline's curve from this earlier JSON (same corpus, budget, clock) and "
+                             "train only speechkit: for comparing speechkit's options")
     parser.add_argument("--data-dir", default=str(default_data_dir()))
     parser.add_argument("--work-dir", default=None, help="default exp/benchmarks/time_to_wer_<corpus>")
     args = parser.parse_args(argv)
@@ -312,12 +315,19 @@ def main(argv: Optional[list[str]] = None) -> int:
                               reference_tokens=reference, **common),
     }
     results, loads = {}, {}
+    if args.reuse_baseline:  # an earlier run's baseline (same corpus, budget and clock): only speechkit trains
+        earlier = json.loads(Path(args.reuse_baseline).read_text())
+        results["baseline"] = {"evals": [{"seconds": t, "wer": w} for t, w in earlier["curve_baseline"]],
+                               "steps": earlier["steps_baseline"], "audio_s_trained": earlier["audio_s_trained_baseline"],
+                               "epochs": earlier["settings"]["epochs"]["baseline"]}
     for system, train_fn in (("baseline", train_baseline), ("speechkit", train_speechkit)):
+        if system in results:
+            continue
         print(f"{system}: training {args.minutes:g} min ({args.clock} clock)", flush=True)
         loads[f"{system}_before"] = os.getloadavg()
         results[system] = in_fresh_process(train_fn, settings[system])
         loads[f"{system}_after"] = os.getloadavg()
-    for system in SYSTEMS:
+    for system in [s for s in SYSTEMS if "evals" not in results[s]]:
         results[system]["evals"] = in_fresh_process(evaluate, system, args.model, results[system]["snapshots"],
                                                     str(work / "dev_subset.jsonl.gz"), args.threads,
                                                     system == "speechkit")

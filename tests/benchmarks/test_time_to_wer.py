@@ -39,14 +39,20 @@ def test_seconds_to_reach_is_the_first_point_at_or_below_the_target():
 def test_both_systems_train_for_the_budget_and_are_scored(tmp_path, fsdd_dir):
     model = tiny_whisper_dir(tmp_path / "tiny", multilingual=False)
     out = tmp_path / "ttw.json"
-    done = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks/time_to_wer.py"), "--corpus", "fsdd", "--minutes", "0.1",
-         "--evals", "2", "--clock", "cpu", "--dev-utterances", "4", "--pool-seconds", "20", "--baseline-batch-size",
-         "2", "--tokens-per-step", "20", "--lr-scaling", "sqrt", "--threads", "1", "--model", str(model),
-         "--data-dir", str(fsdd_dir.parents[1]), "--work-dir", str(tmp_path / "work"), "--json", str(out)],
-        capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=900)
+    command = [sys.executable, str(REPO / "benchmarks/time_to_wer.py"), "--corpus", "fsdd", "--minutes", "0.1",
+               "--evals", "2", "--clock", "cpu", "--dev-utterances", "4", "--pool-seconds", "20",
+               "--baseline-batch-size", "2", "--tokens-per-step", "20", "--lr-scaling", "sqrt", "--threads", "1",
+               "--model", str(model), "--data-dir", str(fsdd_dir.parents[1]), "--work-dir", str(tmp_path / "work")]
+    done = subprocess.run(command + ["--json", str(out)], capture_output=True, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(out.read_text())
+    again = tmp_path / "again.json"  # speechkit alone, against the first run's baseline
+    done = subprocess.run(command + ["--json", str(again), "--reuse-baseline", str(out), "--lr-scaling", "none"],
+                          capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    reused = json.loads(again.read_text())
+    assert reused["curve_baseline"] == result["curve_baseline"] and len(reused["curve_speechkit"]) == 2
     for system in ("baseline", "speechkit"):
         curve = result[f"curve_{system}"]
         assert len(curve) == 2 and curve[0][0] < curve[1][0] and curve[1][0] >= 6.0  # 0.1 min, cpu clock
