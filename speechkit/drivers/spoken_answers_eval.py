@@ -177,8 +177,7 @@ def eval_spoken_answers(checkpoint: str, cuts: str, out: str, *, asr: str = "ct2
             seconds an answer on CPU).
 
     Examples:
-        speechkit eval-spoken-answers exp/flow_omni/stage2/checkpoints/last.ckpt
-        exp/flow_omni/data/cuts_test.jsonl.gz exp/flow_omni/eval
+        speechkit eval-spoken-answers exp/fo/flow/last.ckpt exp/fo/data/cuts_test.jsonl.gz exp/fo/eval --max_cuts 20
     """
     if batch_cuts < 1 or max_cuts < 0 or max_new_tokens < 1:
         raise SpeechkitError(f"batch_cuts {batch_cuts} and max_new_tokens {max_new_tokens} must be >= 1, max_cuts "
