@@ -292,15 +292,15 @@ def main(argv: Optional[list[str]] = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     train, dev = prepare_corpus(args.corpus, Path(args.data_dir), work, args.pool_seconds, args.dev_utterances,
                                 args.seed)
-    tokenize = WhisperFinetune(args.model, pad_to_30s=False).tokenize
+    core = WhisperFinetune(args.model, pad_to_30s=False).core
+    tokenize = core.tokenize
     pool, dev_subset = pool_and_dev(train, dev, args.pool_seconds, args.dev_utterances, args.seed,
                                     TaskTokenCounter(tokenize))
     pool.to_file(work / "pool.jsonl.gz")
     dev_subset.to_file(work / "dev_subset.jsonl.gz")
     bins = estimate_bucket_bins(pool, args.num_buckets, args.num_subbuckets)
     sizes = build_constraint(bins.bins, None, max_duration=args.max_duration).batch_sizes
-    prompt = len(tokenize("")) - 1  # the prompt, not counted as a target (the text's <|endoftext|> is)
-    mean_tokens = sum(c.custom["num_tokens"] - prompt for c in pool) / len(pool)
+    mean_tokens = sum(c.custom["num_tokens"] - len(core.prompt) for c in pool) / len(pool)  # as target_tokens
     reference = round(args.baseline_batch_size * mean_tokens)  # the baseline's mean target tokens per step
     print(f"{len(pool)} training cuts ({sum(c.duration for c in pool):.0f} s), {len(dev_subset)} dev cuts; "
           f"bins {bins.bins}, batch sizes {sizes}; baseline mean {reference} target tokens per step", flush=True)
