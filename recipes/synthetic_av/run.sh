@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # recipes/synthetic_av/run.sh OUT   (default OUT=exp/synthetic_av; sizes in the environment: UTTERANCES=600
-# MSM_STEPS=400 PRETRAIN_STEPS=400 FINETUNE_STEPS=500 MSM_WARMUP=60 PRETRAIN_WARMUP=40 FINETUNE_WARMUP=60 SNRS="clean 10 5 0 -5" SEED=0 INITS="none whisper two"
-# MODALITIES="audio video audio_video" BABBLE_SECONDS=10 PNG=recipes/synthetic_av/results.png)
+# MSM_STEPS=400 PRETRAIN_STEPS=400 FINETUNE_STEPS=300 MSM_WARMUP=60 PRETRAIN_WARMUP=40 FINETUNE_WARMUP=60
+# SNRS="clean 10 5 0 -5" SEED=0 INITS="none whisper two" MODALITIES="audio video audio_video" BABBLE_SECONDS=10
+# PNG=recipes/synthetic_av/results.png)
 #
 # Audio-visual representational distillation (Zhang et al., arXiv 2502.05766) on the offline synthetic AV corpus:
 #   0. data: eSpeak digit strings with a rendered mouth (speechkit prepare synthetic_av), babble noise for training
@@ -21,7 +22,7 @@ OUT=${1:-exp/synthetic_av}
 UTTERANCES=${UTTERANCES:-600}
 MSM_STEPS=${MSM_STEPS:-400}
 PRETRAIN_STEPS=${PRETRAIN_STEPS:-400}
-FINETUNE_STEPS=${FINETUNE_STEPS:-500}
+FINETUNE_STEPS=${FINETUNE_STEPS:-300}
 MSM_WARMUP=${MSM_WARMUP:-60}
 PRETRAIN_WARMUP=${PRETRAIN_WARMUP:-40}
 FINETUNE_WARMUP=${FINETUNE_WARMUP:-60}
