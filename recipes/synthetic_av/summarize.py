@@ -74,7 +74,8 @@ def table(results: dict[str, dict[str, float]], cer: dict[str, dict[str, float]]
                 cells = " | ".join(f"{row[s]:.1f}" if s in row else "" for s in SNRS)
                 extra = " | ".join(f"{chars[s]:.1f}" if s in chars else "" for s in ("clean", "0"))
                 best = dev.get(f"{init}_{task}")
-                lines.append(f"| {task_name} | {init_name} | {cells} | {extra} | {'' if best is None else f'{best:.1f}'} |")
+                best_cell = "" if best is None else f"{best:.1f}"
+                lines.append(f"| {task_name} | {init_name} | {cells} | {extra} | {best_cell} |")
     return "\n".join(lines)
 
 
@@ -106,7 +107,8 @@ def main() -> None:
     results, cer, dev = collect(args.out), collect(args.out, metric=1), best_dev_wer(args.out)
     if not results:
         raise SystemExit(f"{args.out}: no runs/ft_*/test_*.jsonl yet")
-    write_text_atomic(args.out / "results.json", json.dumps({"wer": results, "cer": cer, "dev_wer": dev}, indent=1) + "\n")
+    report = {"wer": results, "cer": cer, "dev_wer": dev}
+    write_text_atomic(args.out / "results.json", json.dumps(report, indent=1) + "\n")
     write_text_atomic(args.out / "results.md", table(results, cer, dev) + "\n")
     plot(results, args.png)
     print(table(results, cer, dev))

@@ -87,7 +87,8 @@ class RepresentationalKD(nn.Module):
     def teachers(self) -> list[TeacherSpec]:
         return self.regression.teachers
 
-    def pooled(self, teacher_hidden: Tensor, teacher_lengths: Tensor | None, frames: int) -> tuple[Tensor, Tensor | None]:
+    def pooled(self, teacher_hidden: Tensor, teacher_lengths: Tensor | None,
+               frames: int) -> tuple[Tensor, Tensor | None]:
         """Teacher frames ``(B, T_t, D)`` average-pooled to ``frames`` student frames, with their valid lengths."""
         lengths = None if teacher_lengths is None else align_lengths(teacher_lengths, teacher_hidden.shape[1], frames)
         return align_time(teacher_hidden, frames, "pool"), lengths

@@ -273,8 +273,9 @@ class AVStudent(nn.Module):
             return x
         rows = []
         for n in lens.tolist():
-            span = min(self.config.mask_span, max(n, 1))
-            row = random_span_mask(max(n, 1), self.config.mask_prob, span)[:n] if n > 0 else torch.zeros(0, dtype=torch.bool)
+            row = torch.zeros(0, dtype=torch.bool)
+            if n > 0:
+                row = random_span_mask(n, self.config.mask_prob, min(self.config.mask_span, n))
             rows.append(F.pad(row, (0, x.shape[1] - n)))
         masked = torch.stack(rows).to(x.device)  # (B, T)
         return torch.where(masked.unsqueeze(-1), embedding.to(x.dtype), x)

@@ -142,7 +142,8 @@ class AVCTCFinetune(L.LightningModule):
         if self.training:
             if self.hparams.train_snr is None:
                 return batch.inputs
-            return self.noise.mix(batch.inputs, batch.input_lens, float(torch.empty(()).uniform_(*self.hparams.train_snr)))
+            snr = float(torch.empty(()).uniform_(*self.hparams.train_snr))
+            return self.noise.mix(batch.inputs, batch.input_lens, snr)
         if self.hparams.test_snr is None:
             return batch.inputs
         out = batch.inputs.clone()

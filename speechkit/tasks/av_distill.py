@@ -179,7 +179,8 @@ class AVDistill(L.LightningModule):
         """The student's hidden states on the (noisy, in training) audio and the video."""
         waveform = batch.inputs
         if self.training and self.noise is not None:
-            waveform = self.noise.mix(waveform, batch.input_lens, float(torch.empty(()).uniform_(*self.hparams.train_snr)))
+            snr = float(torch.empty(()).uniform_(*self.hparams.train_snr))
+            waveform = self.noise.mix(waveform, batch.input_lens, snr)
         return self.student(waveform, batch.input_lens, batch.video, batch.video_lens, "audio_video", mask,
                             batch.cut_ids)
 
