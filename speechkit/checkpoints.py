@@ -150,6 +150,30 @@ def checkpoint_state_dict(checkpoint: Mapping[str, Any], path: PathLike) -> dict
     return state
 
 
+def prefixed_weights(path: PathLike, prefix: str, expected: str) -> dict[str, torch.Tensor]:
+    """The ``<prefix>*`` weights of a checkpoint (``encoder.``, ``student.``), prefix removed; a checkpoint with
+    none is an error naming ``path`` and the ``expected`` kind of checkpoint."""
+    state = checkpoint_state_dict(load_checkpoint(path), path)
+    weights = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    if not weights:
+        raise SpeechkitError(f"checkpoint {path}: no {prefix}* weights (keys: {sorted(state)[:5]}); expected "
+                             f"{expected}")
+    return weights
+
+
+def load_part(module: torch.nn.Module, weights: Mapping[str, torch.Tensor], path: PathLike, part: str) -> None:
+    """Load a pretrained ``part`` (``encoder``, ``student``) by name; a missing, extra or misshapen weight is an
+    error naming ``path`` and the first few of each."""
+    own = module.state_dict()
+    missing, extra = sorted(set(own) - set(weights)), sorted(set(weights) - set(own))
+    wrong = [k for k in own if k in weights and weights[k].shape != own[k].shape]
+    if missing or extra or wrong:
+        raise SpeechkitError(f"pretrained {path}: its {part} does not fit this task's {part} config (missing "
+                             f"{missing[:3]}, unexpected {extra[:3]}, other shapes {wrong[:3]}); give the "
+                             f"pretraining run's {part} sizes")
+    module.load_state_dict(weights)
+
+
 def _first_line(error: BaseException) -> str:
     text = str(error).strip().splitlines()
     line = text[0] if text else type(error).__name__

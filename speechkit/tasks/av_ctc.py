@@ -25,7 +25,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 from torch.nn import functional as F
 
-from speechkit.checkpoints import checkpoint_state_dict, load_checkpoint, record_task_class
+from speechkit.checkpoints import load_part, prefixed_weights, record_task_class
 from speechkit.data.batches import VIDEO_FRAME_SHIFT, SpeechBatch
 from speechkit.data.noise_mix import NoiseBank
 from speechkit.errors import SpeechkitError
@@ -44,12 +44,7 @@ STUDENT_PREFIX = "student."
 
 def student_weights(path: str) -> dict[str, torch.Tensor]:
     """The ``student.*`` weights of an ``AVDistill`` (or ``AVCTCFinetune``) checkpoint, prefix removed."""
-    state = checkpoint_state_dict(load_checkpoint(path), path)
-    weights = {k[len(STUDENT_PREFIX):]: v for k, v in state.items() if k.startswith(STUDENT_PREFIX)}
-    if not weights:
-        raise SpeechkitError(f"checkpoint {path}: no student.* weights (keys: {sorted(state)[:5]}); expected an "
-                             "AVDistill or AVCTCFinetune checkpoint")
-    return weights
+    return prefixed_weights(path, STUDENT_PREFIX, "an AVDistill or AVCTCFinetune checkpoint")
 
 
 def noise_generator(cut_id: str, seed: int) -> torch.Generator:
@@ -125,15 +120,7 @@ class AVCTCFinetune(L.LightningModule):
 
     def load_student(self, path: str) -> None:
         """Load a checkpoint's ``student.*`` weights by name; a missing, extra or misshapen one names itself."""
-        weights = student_weights(path)
-        own = self.student.state_dict()
-        missing, extra = sorted(set(own) - set(weights)), sorted(set(weights) - set(own))
-        wrong = [k for k in own if k in weights and weights[k].shape != own[k].shape]
-        if missing or extra or wrong:
-            raise SpeechkitError(f"pretrained {path}: its student does not fit this task's student config (missing "
-                                 f"{missing[:3]}, unexpected {extra[:3]}, other shapes {wrong[:3]}); give the "
-                                 "pretraining run's student sizes")
-        self.student.load_state_dict(weights)
+        load_part(self.student, student_weights(path), path, "student")
 
     def noisy_audio(self, batch: SpeechBatch) -> torch.Tensor:
         """The audio the student hears: with noise at ``train_snr`` (training) or ``test_snr`` (evaluation)."""

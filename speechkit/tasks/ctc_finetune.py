@@ -21,7 +21,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 from torch.nn import functional as F
 
-from speechkit.checkpoints import checkpoint_state_dict, load_checkpoint, record_task_class
+from speechkit.checkpoints import load_part, prefixed_weights, record_task_class
 from speechkit.data.batches import SpeechBatch
 from speechkit.errors import SpeechkitError
 from speechkit.losses import check_finite
@@ -38,12 +38,7 @@ ENCODER_PREFIX = "encoder."
 
 def encoder_weights(path: str) -> dict[str, torch.Tensor]:
     """The ``encoder.*`` weights of a checkpoint (``MaskedSpeechPretrain`` or ``CTCFinetune``), prefix removed."""
-    state = checkpoint_state_dict(load_checkpoint(path), path)
-    weights = {k[len(ENCODER_PREFIX):]: v for k, v in state.items() if k.startswith(ENCODER_PREFIX)}
-    if not weights:
-        raise SpeechkitError(f"checkpoint {path}: no encoder.* weights (keys: {sorted(state)[:5]}); expected a "
-                             "MaskedSpeechPretrain or CTCFinetune checkpoint")
-    return weights
+    return prefixed_weights(path, ENCODER_PREFIX, "a MaskedSpeechPretrain or CTCFinetune checkpoint")
 
 
 class CTCFinetune(L.LightningModule):
@@ -108,15 +103,7 @@ class CTCFinetune(L.LightningModule):
 
     def load_encoder(self, path: str) -> None:
         """Load a checkpoint's ``encoder.*`` weights by name; a missing, extra or misshapen one names itself."""
-        weights = encoder_weights(path)
-        own = self.encoder.state_dict()
-        missing, extra = sorted(set(own) - set(weights)), sorted(set(weights) - set(own))
-        wrong = [k for k in own if k in weights and weights[k].shape != own[k].shape]
-        if missing or extra or wrong:
-            raise SpeechkitError(f"pretrained {path}: its encoder does not fit this task's encoder config (missing "
-                                 f"{missing[:3]}, unexpected {extra[:3]}, other shapes {wrong[:3]}); give the "
-                                 "pretraining run's encoder sizes")
-        self.encoder.load_state_dict(weights)
+        load_part(self.encoder, encoder_weights(path), path, "encoder")
 
     def forward(self, feats: torch.Tensor, lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Log-probabilities ``(B, T', V)`` and output lengths ``(B,)``."""
