@@ -140,20 +140,6 @@ def build_noise_set(out_dir: str | Path, clips_per_category: int = 4, seconds: f
     return cut_set
 
 
-def load_noise_cuts(path: str | Path, sample_rate: int = 16000) -> list[Cut]:
-    """Noise cuts from a Lhotse cut or recording manifest (e.g. ``speechkit prepare musan``'s), at ``sample_rate``."""
-    from lhotse import load_manifest
-
-    path = Path(path)
-    if not path.is_file():
-        raise SpeechkitError(f"noise {path}: no such file (expected a Lhotse cut or recording manifest)")
-    manifest = load_manifest(path)
-    cuts = list(manifest if isinstance(manifest, CutSet) else CutSet.from_manifests(recordings=manifest))
-    if not cuts:
-        raise SpeechkitError(f"noise {path}: no cuts")
-    return [cut if cut.sampling_rate == sample_rate else cut.resample(sample_rate) for cut in cuts]
-
-
 def noise_segment(noise: Cut, duration: float, rng: random.Random) -> Cut:
     """A piece of ``noise`` exactly ``duration`` seconds long: a random window of a longer noise, or a shorter one
     repeated (appended to itself) and cut."""

@@ -19,6 +19,20 @@ from speechkit.data.augment import mix_at_snr
 from speechkit.errors import SpeechkitError
 
 
+def load_noise_cuts(path: Union[str, Path], sample_rate: int = 16000) -> list:
+    """Noise cuts from a Lhotse cut or recording manifest (e.g. ``speechkit prepare musan``'s), at ``sample_rate``."""
+    from lhotse import CutSet, load_manifest
+
+    path = Path(path)
+    if not path.is_file():
+        raise SpeechkitError(f"noise {path}: no such file (expected a Lhotse cut or recording manifest)")
+    manifest = load_manifest(path)
+    cuts = list(manifest if isinstance(manifest, CutSet) else CutSet.from_manifests(recordings=manifest))
+    if not cuts:
+        raise SpeechkitError(f"noise {path}: no cuts")
+    return [cut if cut.sampling_rate == sample_rate else cut.resample(sample_rate) for cut in cuts]
+
+
 class NoiseBank:
     """Noise clips from a Lhotse cut manifest, concatenated, mixed into batches at an SNR.
 
@@ -28,18 +42,8 @@ class NoiseBank:
     """
 
     def __init__(self, path: Union[str, Path], sampling_rate: int = 16000) -> None:
-        from lhotse import CutSet, load_manifest
-
-        path = Path(path)
-        if not path.is_file():
-            raise SpeechkitError(f"noise {path}: no such file (expected a Lhotse cut or recording manifest)")
-        manifest = load_manifest(path)
-        cuts = list(manifest if isinstance(manifest, CutSet) else CutSet.from_manifests(recordings=manifest))
-        if not cuts:
-            raise SpeechkitError(f"noise {path}: no cuts")
         clips = []
-        for cut in cuts:
-            cut = cut if cut.sampling_rate == sampling_rate else cut.resample(sampling_rate)
+        for cut in load_noise_cuts(path, sampling_rate):
             audio = torch.from_numpy(cut.load_audio()).float()
             clips.append(audio[0] if audio.dim() == 2 else audio)
         self.samples = torch.cat(clips)  # (N,)

@@ -8,7 +8,8 @@ import pytest
 import soundfile
 from lhotse import Recording
 
-from speechkit.bench.noise import build_noise_set, colored_noise, load_noise_cuts, mix_noise, synthesize_noise
+from speechkit.bench.noise import build_noise_set, colored_noise, mix_noise, synthesize_noise
+from speechkit.data.noise_mix import load_noise_cuts
 from speechkit.errors import SpeechkitError
 
 

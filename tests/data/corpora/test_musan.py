@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from speechkit.bench.noise import load_noise_cuts
+from speechkit.data.noise_mix import load_noise_cuts
 from speechkit.data.corpora import musan
 from speechkit.errors import SpeechkitError
 
