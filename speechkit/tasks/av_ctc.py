@@ -23,19 +23,15 @@ import lightning as L
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
-from torch.nn import functional as F
 
-from speechkit.checkpoints import load_part, prefixed_weights, record_task_class
+from speechkit.checkpoints import load_part, prefixed_weights
 from speechkit.data.batches import VIDEO_FRAME_SHIFT, SpeechBatch
 from speechkit.data.noise_mix import NoiseBank
 from speechkit.errors import SpeechkitError
-from speechkit.losses import check_finite
 from speechkit.metrics.stateful import WERMetric
 from speechkit.models.av_student import AVStudent, AVStudentConfig, Modalities, student_config
-from speechkit.models.ctc_decode import beam_decode, greedy_decode
-from speechkit.models.whisper_seq2seq import log_wer, prediction_rows, predictions_path, write_predictions
-from speechkit.optim.warmup import configure_optimizers
 from speechkit.tasks.av_distill import check_audio
+from speechkit.tasks.ctc_finetune import CTCRecognition
 from speechkit.text.characters import BLANK, ENGLISH_ALPHABET, CharTokenizer
 from speechkit.text.normalizers import NormalizerKind
 
@@ -52,7 +48,7 @@ def noise_generator(cut_id: str, seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(zlib.crc32(cut_id.encode()) + seed)
 
 
-class AVCTCFinetune(L.LightningModule):
+class AVCTCFinetune(CTCRecognition, L.LightningModule):
     """Character CTC on the audio-visual student.
 
     Args:
@@ -76,6 +72,7 @@ class AVCTCFinetune(L.LightningModule):
     checkpoint_fixed_args: tuple[str, ...] = ("alphabet", "student")
     checkpoint_source_args: tuple[str, ...] = ("pretrained",)
     pad_token_id = BLANK
+    frames = "frames at 25 fps"  # named in the CTC too-short error
     frame_shift = VIDEO_FRAME_SHIFT
 
     def __init__(
@@ -148,53 +145,5 @@ class AVCTCFinetune(L.LightningModule):
                                     self.hparams.modalities, False, batch.cut_ids)
         return self.output(hidden[-1]).log_softmax(-1), lens
 
-    def decode(self, log_probs: torch.Tensor, lens: torch.Tensor) -> list[str]:
-        if self.hparams.decoding == "beam":
-            ids = beam_decode(log_probs, lens, self.hparams.beam_size)
-        else:
-            ids = greedy_decode(log_probs, lens)
-        return [self.tokenizer.decode(row) for row in ids]
-
-    def ctc_loss(self, batch: SpeechBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Mean CTC loss with the log-probs and lengths; a cut too short for its characters is an error."""
-        if batch.tokens is None:
-            raise SpeechkitError("AVCTCFinetune: the batch has no token ids (use speechkit.data.SpeechDataModule)")
-        log_probs, lens = self(batch)
-        too_short = (lens < batch.token_lens).nonzero().flatten().tolist()
-        if too_short:
-            i = too_short[0]
-            raise SpeechkitError(f"cut {batch.cut_ids[i]!r}: {int(lens[i])} frames at 25 fps cannot carry its "
-                                 f"{int(batch.token_lens[i])} characters under CTC")
-        loss = F.ctc_loss(log_probs.transpose(0, 1).float(), batch.tokens, lens, batch.token_lens, blank=BLANK,
-                          reduction="mean", zero_infinity=True)
-        return loss, log_probs, lens
-
-    def training_step(self, batch: SpeechBatch, batch_idx: int) -> torch.Tensor:
-        loss = check_finite(self.ctc_loss(batch)[0], self.global_step, "train_loss")
-        self.log("train_loss", loss, prog_bar=True, batch_size=len(batch))
-        return loss
-
-    def validation_step(self, batch: SpeechBatch, batch_idx: int) -> None:
-        loss, log_probs, lens = self.ctc_loss(batch)
-        self.log("val_loss", loss, batch_size=len(batch), sync_dist=True)
-        self.wer.update(batch.texts, self.decode(log_probs, lens))
-
-    def on_validation_epoch_end(self) -> None:
-        log_wer(self, self.wer, "val")
-
-    def test_step(self, batch: SpeechBatch, batch_idx: int) -> None:
-        log_probs, lens = self(batch)
-        hyps = self.decode(log_probs, lens)
-        self.wer.update(batch.texts, hyps)
-        self.predictions += prediction_rows(batch, hyps)
-
-    def on_test_epoch_end(self) -> None:
-        log_wer(self, self.wer, "test")
-        write_predictions(self.predictions, predictions_path(self.hparams.predictions_file, self.trainer))
-        self.predictions = []
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        record_task_class(self, checkpoint)
-
-    def configure_optimizers(self) -> Any:
-        return configure_optimizers(self.parameters(), self.optimizer_factory, self.scheduler_factory)
+    def batch_log_probs(self, batch: SpeechBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        return self(batch)

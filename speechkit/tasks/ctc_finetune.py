@@ -41,7 +41,72 @@ def encoder_weights(path: str) -> dict[str, torch.Tensor]:
     return prefixed_weights(path, ENCODER_PREFIX, "a MaskedSpeechPretrain or CTCFinetune checkpoint")
 
 
-class CTCFinetune(L.LightningModule):
+class CTCRecognition:
+    """What a character-CTC LightningModule shares: decoding, the CTC loss and the training / evaluation hooks.
+
+    The task gives ``batch_log_probs(batch) -> (log_probs (B, T, V), lens (B,))`` and has ``tokenizer``, ``wer``,
+    ``predictions``, ``optimizer_factory``, ``scheduler_factory`` and the hparams ``decoding``, ``beam_size`` and
+    ``predictions_file``; ``frames`` names its output frames in errors.
+    """
+
+    frames = "encoder frames"
+
+    def decode(self, log_probs: torch.Tensor, lens: torch.Tensor) -> list[str]:
+        """Texts of a batch, greedy or by beam search."""
+        if self.hparams.decoding == "beam":
+            ids = beam_decode(log_probs, lens, self.hparams.beam_size)
+        else:
+            ids = greedy_decode(log_probs, lens)
+        return [self.tokenizer.decode(row) for row in ids]
+
+    def ctc_loss(self, batch: SpeechBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Mean CTC loss (per target length, as ``F.ctc_loss``'s ``mean``), with the log-probs and lengths; a cut
+        too short for its characters is an error."""
+        if batch.tokens is None:
+            raise SpeechkitError(f"{type(self).__name__}: the batch has no token ids (use "
+                                 "speechkit.data.SpeechDataModule)")
+        log_probs, lens = self.batch_log_probs(batch)
+        too_short = (lens < batch.token_lens).nonzero().flatten().tolist()
+        if too_short:
+            i = too_short[0]
+            raise SpeechkitError(f"cut {batch.cut_ids[i]!r}: {int(lens[i])} {self.frames} cannot carry its "
+                                 f"{int(batch.token_lens[i])} characters under CTC")
+        loss = F.ctc_loss(log_probs.transpose(0, 1).float(), batch.tokens, lens, batch.token_lens, blank=BLANK,
+                          reduction="mean", zero_infinity=True)
+        return loss, log_probs, lens
+
+    def training_step(self, batch: SpeechBatch, batch_idx: int) -> torch.Tensor:
+        loss = check_finite(self.ctc_loss(batch)[0], self.global_step, "train_loss")
+        self.log("train_loss", loss, prog_bar=True, batch_size=len(batch))
+        return loss
+
+    def validation_step(self, batch: SpeechBatch, batch_idx: int) -> None:
+        loss, log_probs, lens = self.ctc_loss(batch)
+        self.log("val_loss", loss, batch_size=len(batch), sync_dist=True)
+        self.wer.update(batch.texts, self.decode(log_probs, lens))
+
+    def on_validation_epoch_end(self) -> None:
+        log_wer(self, self.wer, "val")
+
+    def test_step(self, batch: SpeechBatch, batch_idx: int) -> None:
+        log_probs, lens = self.batch_log_probs(batch)
+        hyps = self.decode(log_probs, lens)
+        self.wer.update(batch.texts, hyps)
+        self.predictions += prediction_rows(batch, hyps)
+
+    def on_test_epoch_end(self) -> None:
+        log_wer(self, self.wer, "test")
+        write_predictions(self.predictions, predictions_path(self.hparams.predictions_file, self.trainer))
+        self.predictions = []
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        record_task_class(self, checkpoint)
+
+    def configure_optimizers(self) -> Any:
+        return configure_optimizers(self.parameters(), self.optimizer_factory, self.scheduler_factory)
+
+
+class CTCFinetune(CTCRecognition, L.LightningModule):
     """Character CTC on a (pretrained) speech encoder.
 
     Args:
@@ -116,59 +181,10 @@ class CTCFinetune(L.LightningModule):
         log_probs, out_lens = self(feats, lens)
         return log_probs.exp(), out_lens
 
-    def decode(self, log_probs: torch.Tensor, lens: torch.Tensor) -> list[str]:
-        """Texts of a batch, greedy or by beam search."""
-        if self.hparams.decoding == "beam":
-            ids = beam_decode(log_probs, lens, self.hparams.beam_size)
-        else:
-            ids = greedy_decode(log_probs, lens)
-        return [self.tokenizer.decode(row) for row in ids]
+    def batch_log_probs(self, batch: SpeechBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        return self(batch.inputs, batch.input_lens)
 
     # ------------------------------------------------------------------ training
-    def ctc_loss(self, batch: SpeechBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Mean CTC loss (per target length, as ``F.ctc_loss``'s ``mean``), with the log-probs and lengths."""
-        if batch.tokens is None:
-            raise SpeechkitError("CTCFinetune: the batch has no token ids (use speechkit.data.SpeechDataModule)")
-        log_probs, lens = self(batch.inputs, batch.input_lens)
-        too_short = (lens < batch.token_lens).nonzero().flatten().tolist()
-        if too_short:
-            cut = batch.cut_ids[too_short[0]]
-            raise SpeechkitError(f"cut {cut!r}: {int(lens[too_short[0]])} encoder frames cannot carry its "
-                                 f"{int(batch.token_lens[too_short[0]])} characters under CTC")
-        loss = F.ctc_loss(log_probs.transpose(0, 1).float(), batch.tokens, lens, batch.token_lens, blank=BLANK,
-                          reduction="mean", zero_infinity=True)
-        return loss, log_probs, lens
-
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         frozen = self.global_step < self.hparams.freeze_encoder_steps
         self.encoder.requires_grad_(not frozen)
-
-    def training_step(self, batch: SpeechBatch, batch_idx: int) -> torch.Tensor:
-        loss = check_finite(self.ctc_loss(batch)[0], self.global_step, "train_loss")
-        self.log("train_loss", loss, prog_bar=True, batch_size=len(batch))
-        return loss
-
-    def validation_step(self, batch: SpeechBatch, batch_idx: int) -> None:
-        loss, log_probs, lens = self.ctc_loss(batch)
-        self.log("val_loss", loss, batch_size=len(batch), sync_dist=True)
-        self.wer.update(batch.texts, self.decode(log_probs, lens))
-
-    def on_validation_epoch_end(self) -> None:
-        log_wer(self, self.wer, "val")
-
-    def test_step(self, batch: SpeechBatch, batch_idx: int) -> None:
-        log_probs, lens = self(batch.inputs, batch.input_lens)
-        hyps = self.decode(log_probs, lens)
-        self.wer.update(batch.texts, hyps)
-        self.predictions += prediction_rows(batch, hyps)
-
-    def on_test_epoch_end(self) -> None:
-        log_wer(self, self.wer, "test")
-        write_predictions(self.predictions, predictions_path(self.hparams.predictions_file, self.trainer))
-        self.predictions = []
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        record_task_class(self, checkpoint)
-
-    def configure_optimizers(self) -> Any:
-        return configure_optimizers(self.parameters(), self.optimizer_factory, self.scheduler_factory)
