@@ -143,7 +143,10 @@ def test_real_cpu_step_respects_the_byte_budget(tiny_task_module):
     sizes = find_batch_sizes(step, [2.0, 8.0], memory_budget=budget, start=4)
     assert sizes[0] >= sizes[1] >= 1
     assert sizes[0] >= 3 * sizes[1]  # a quarter of the frames: several times the batch
-    assert peak_rss_bytes(lambda: step(sizes[1], 8.0, 96)) <= budget
+    # RSS of a process that has run a thousand tests wobbles by a few MB between two identical steps (allocator
+    # arenas): the re-measured peak of the chosen size may exceed what the search saw by that much, not more.
+    noise = 16e6
+    assert peak_rss_bytes(lambda: step(sizes[1], 8.0, 96)) <= budget + noise
     assert peak_rss_bytes(lambda: step(int(sizes[1] * 1.3) + 1, 8.0, 96)) > budget
 
 
