@@ -132,3 +132,15 @@ def user_error_message(error: BaseException) -> str | None:
         if not _is_wrapper(link):
             return None
     return condense_parser_message(str(error))
+
+
+def dataclass_fields_from(value, cls: type, what: str) -> dict:
+    """The fields of dataclass ``cls`` given as a mapping (a config's or a checkpoint's hyper-parameters), as a dict;
+    a key that is not a field is an error naming ``what``, the keys and the fields."""
+    import dataclasses
+
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(value) - set(names))
+    if unknown:
+        raise SpeechkitError(f"{what}: unknown keys {unknown}; expected some of {names}")
+    return dict(value)

@@ -20,7 +20,7 @@ Dimension legend: ``B`` utterances, ``S`` audio samples, ``T`` frames at 25 fps,
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Literal, Mapping, Optional, Sequence, Union
 
 import torch
@@ -29,7 +29,7 @@ from torch.nn import functional as F
 
 from speechkit.data.batches import VIDEO_FRAME_SHIFT
 from speechkit.data.masking import random_span_mask
-from speechkit.errors import SpeechkitError
+from speechkit.errors import SpeechkitError, dataclass_fields_from
 from speechkit.models.quantizer import stack_frames
 from speechkit.tensors import lengths_to_mask
 
@@ -87,11 +87,7 @@ def student_config(value: Union[AVStudentConfig, Mapping[str, Any]]) -> AVStuden
     """An ``AVStudentConfig`` from itself or its fields as a dict (a checkpoint's hyper-parameters)."""
     if isinstance(value, AVStudentConfig):
         return value
-    names = [f.name for f in fields(AVStudentConfig)]
-    unknown = sorted(set(value) - set(names))
-    if unknown:
-        raise SpeechkitError(f"student: unknown keys {unknown}; expected some of {names}")
-    values = dict(value)
+    values = dataclass_fields_from(value, AVStudentConfig, "student")
     if "resnet_widths" in values:
         values["resnet_widths"] = tuple(values["resnet_widths"])
     return AVStudentConfig(**values)

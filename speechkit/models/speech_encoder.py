@@ -11,7 +11,7 @@ Dimension legend: ``B`` utterances, ``T`` fbank frames, ``F`` mel bins, ``T'`` e
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Union
 
 import torch
@@ -19,7 +19,7 @@ from torch import nn
 from torch.nn import functional as F
 from torchaudio.models import Conformer
 
-from speechkit.errors import SpeechkitError
+from speechkit.errors import SpeechkitError, dataclass_fields_from
 from speechkit.tensors import lengths_to_mask
 
 SUBSAMPLING = 4  # two stride-2 convolutions
@@ -61,11 +61,7 @@ def encoder_config(value: Union[EncoderConfig, Mapping[str, Any]]) -> EncoderCon
     """An ``EncoderConfig`` from itself or from its fields as a dict (a checkpoint's hyper-parameters)."""
     if isinstance(value, EncoderConfig):
         return value
-    unknown = sorted(set(value) - {f.name for f in fields(EncoderConfig)})
-    if unknown:
-        raise SpeechkitError(f"encoder: unknown keys {unknown}; expected some of "
-                             f"{[f.name for f in fields(EncoderConfig)]}")
-    return EncoderConfig(**value)
+    return EncoderConfig(**dataclass_fields_from(value, EncoderConfig, "encoder"))
 
 
 def encoder_frames(lens: torch.Tensor) -> torch.Tensor:

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from speechkit.errors import SpeechkitError
+from speechkit.errors import SpeechkitError, dataclass_fields_from
 from speechkit.tensors import lengths_to_mask
 
 
@@ -55,11 +55,7 @@ def transformer_config(value: TransformerConfig | Mapping[str, Any]) -> Transfor
     """A ``TransformerConfig`` from itself or its fields as a dict (a checkpoint's hyper-parameters)."""
     if isinstance(value, TransformerConfig):
         return value
-    known = [f.name for f in fields(TransformerConfig)]
-    unknown = sorted(set(value) - set(known))
-    if unknown:
-        raise SpeechkitError(f"transformer config: unknown keys {unknown}; expected some of {known}")
-    return TransformerConfig(**value)
+    return TransformerConfig(**dataclass_fields_from(value, TransformerConfig, "transformer config"))
 
 
 def sinusoids(length: int, dim: int) -> torch.Tensor:

@@ -17,7 +17,7 @@ Dimension legend: ``B`` utterances, ``S`` samples, ``T`` frames at 25 fps, ``D``
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Mapping, Optional, Sequence, Union
 
 import lightning as L
@@ -29,7 +29,7 @@ from speechkit.data.batches import SpeechBatch
 from speechkit.data.noise_mix import NoiseBank
 from speechkit.distill.multilayer import TeacherSpec
 from speechkit.distill.representational import RepresentationalKD, cluster_key, temperature
-from speechkit.errors import SpeechkitError
+from speechkit.errors import SpeechkitError, dataclass_fields_from
 from speechkit.losses import check_finite
 from speechkit.models.av_student import AVStudent, AVStudentConfig, student_config
 from speechkit.models.av_teachers import FrozenTeacher, HFAudioTeacher, SpeechEncoderTeacher, WhisperTeacher
@@ -65,11 +65,7 @@ def teacher_config(value: Union[TeacherConfig, Mapping[str, Any]]) -> TeacherCon
     """A ``TeacherConfig`` from itself or a dict; an unknown key names itself."""
     if isinstance(value, TeacherConfig):
         return value
-    names = [f.name for f in fields(TeacherConfig)]
-    unknown = sorted(set(value) - set(names))
-    if unknown:
-        raise SpeechkitError(f"teachers: unknown keys {unknown}; expected some of {names}")
-    return TeacherConfig(**value)
+    return TeacherConfig(**dataclass_fields_from(value, TeacherConfig, "teachers"))
 
 
 def build_teacher(config: TeacherConfig) -> FrozenTeacher:

@@ -16,7 +16,6 @@ past the end of its talk are errors naming the file and line.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from speechkit.data.corpora.base import (
     write_corpus,
 )
 from speechkit.data.corpora.checks import MIN_DURATION
+from speechkit.data.manifests import write_cuts_atomic
 from speechkit.errors import SpeechkitError
 
 SPLITS = ("train", "dev", "tst-COMMON", "tst-HE")
@@ -93,12 +93,7 @@ def trim_to_segments(out_dir: Path, split: str) -> CutSet:
     """Rewrite ``cuts_<split>`` with one cut per segment (``trim_to_supervisions``), atomically."""
     path = manifest_path(out_dir, "cuts", split)
     cuts = CutSet.from_file(path).trim_to_supervisions(keep_overlapping=False).to_eager()
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        cuts.to_file(temporary)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    write_cuts_atomic(cuts, path)
     return cuts
 
 
