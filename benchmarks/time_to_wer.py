@@ -3,7 +3,8 @@
 *Training and Inference Efficiency of Encoder-Decoder Speech Models* (Żelasko et al., arXiv 2503.05931) reports the
 time to reach a given quality, not throughput alone. Both systems train the same real whisper tiny.en
 (``ct2:tiny.en``) from the same start, with AdamW at the same peak learning rate (linear warm-up over
-``--warmup-steps`` optimizer steps, then constant), on the same pool, for the same budget of ``--minutes``:
+``--warmup-steps`` optimizer steps, then constant, or with ``--decay-fraction`` a linear decay to 0 over that last
+share of the budget's time), on the same pool, for the same budget of ``--minutes``:
 
 - ``baseline``: the data path of the HF ``Seq2SeqTrainer`` Whisper recipe as ``whisper_training_throughput.py``
   reproduces it: random fixed-size batches (``--baseline-batch-size``), every input padded to 30 s, one optimizer
@@ -72,6 +73,7 @@ class Settings:
     loss_normalization: str = "batch_mean"
     lr_scaling: str = "none"
     reference_tokens: Optional[int] = None
+    decay_fraction: float = 0.0
 
 
 class Clock:
@@ -105,11 +107,18 @@ class Clock:
         return now >= self.budget
 
 
-def constant_after_warmup(warmup_steps: int):
+def schedule(settings: Settings, elapsed):
+    """The lr schedule both systems use: warm-up then constant (``decay_fraction`` 0), or
+    :class:`speechkit.optim.TimeBudgetDecay` (a linear decay to 0 over the last ``decay_fraction`` of the budget,
+    on the benchmark's own clock ``elapsed``)."""
     import torch
+    from speechkit.optim import TimeBudgetDecay
 
-    return lambda optimizer: torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: min(1.0, (step + 1) / max(1, warmup_steps)))
+    if settings.decay_fraction == 0.0:
+        return lambda optimizer: torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: min(1.0, (step + 1) / max(1, settings.warmup_steps)))
+    return lambda optimizer: TimeBudgetDecay(optimizer, settings.budget_s, settings.warmup_steps,
+                                             settings.decay_fraction, shape="linear", clock=elapsed)
 
 
 # ------------------------------------------------------------------------------------------------ the two systems
@@ -124,16 +133,16 @@ def train_baseline(settings: Settings) -> dict[str, Any]:
     torch.manual_seed(settings.seed)
     module = WhisperFinetune(settings.model, pad_to_30s=True).train()
     optimizer = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=settings.lr)
-    schedule = constant_after_warmup(settings.warmup_steps)(optimizer)
     cuts = list(CutSet.from_file(settings.pool))
     clock, steps, audio, epoch, done = Clock(settings), 0, 0.0, 0, False
+    lr_schedule = schedule(settings, clock.elapsed)(optimizer)
     while not done:
         for batch in hf_batches(cuts, settings.baseline_batch_size, settings.seed + epoch, module.feature_extractor,
                                 module.tokenizer):
             optimizer.zero_grad(set_to_none=True)
             module.model(input_features=batch["input_features"], labels=batch["labels"]).loss.backward()
             optimizer.step()
-            schedule.step()
+            lr_schedule.step()
             steps, audio = steps + 1, audio + batch["audio_s"]
             if clock.tick(module.model, steps, audio):
                 done = True
@@ -150,8 +159,9 @@ def train_speechkit(settings: Settings) -> dict[str, Any]:
 
     _threads(settings.threads)
     torch.manual_seed(settings.seed)
+    clock: list[Clock] = []  # started when training starts (after configure_optimizers builds the schedule)
     module = WhisperFinetune(settings.model, pad_to_30s=False, lr=settings.lr,
-                             scheduler=constant_after_warmup(settings.warmup_steps),
+                             scheduler=schedule(settings, lambda: clock[0].elapsed() if clock else 0.0),
                              tokens_per_step=settings.tokens_per_step,
                              loss_normalization=settings.loss_normalization, lr_scaling=settings.lr_scaling,
                              reference_tokens=settings.reference_tokens)
@@ -161,15 +171,14 @@ def train_speechkit(settings: Settings) -> dict[str, Any]:
 
     class Budget(L.Callback):
         def __init__(self) -> None:
-            self.clock: Optional[Clock] = None
             self.audio = 0.0
 
         def on_train_start(self, trainer, pl_module) -> None:
-            self.clock = Clock(settings)
+            clock.append(Clock(settings))
 
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
             self.audio += float(batch.durations.sum())
-            if self.clock.tick(pl_module.model, trainer.global_step, self.audio):
+            if clock[0].tick(pl_module.model, trainer.global_step, self.audio):
                 trainer.should_stop = True
 
     budget = Budget()
@@ -177,7 +186,7 @@ def train_speechkit(settings: Settings) -> dict[str, Any]:
                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
                         limit_val_batches=0, use_distributed_sampler=False, callbacks=[budget])
     trainer.fit(module, data)
-    return {"snapshots": budget.clock.snapshots, "steps": trainer.global_step, "audio_s_trained": budget.audio,
+    return {"snapshots": clock[0].snapshots, "steps": trainer.global_step, "audio_s_trained": budget.audio,
             "epochs": trainer.current_epoch}
 
 
@@ -269,6 +278,9 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--lr-scaling", choices=["none", "sqrt", "linear"], default="none")
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--warmup-steps", type=int, default=5)
+    parser.add_argument("--decay-fraction", type=float, default=0.0,
+                        help="both systems: decay the lr linearly to 0 over this last share of the budget "
+                             "(speechkit.optim.TimeBudgetDecay); 0: constant after warm-up")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--model", default="ct2:tiny.en")
@@ -306,7 +318,7 @@ def main(argv: Optional[list[str]] = None) -> int:
           f"bins {bins.bins}, batch sizes {sizes}; baseline mean {reference} target tokens per step", flush=True)
     common = dict(pool=str(work / "pool.jsonl.gz"), budget_s=60 * args.minutes, evals=args.evals, clock=args.clock,
                   model=args.model, lr=args.lr, warmup_steps=args.warmup_steps, seed=args.seed, threads=args.threads,
-                  baseline_batch_size=args.baseline_batch_size)
+                  baseline_batch_size=args.baseline_batch_size, decay_fraction=args.decay_fraction)
     settings = {
         "baseline": Settings(snapshots=str(work / "snapshots_baseline"), **common),
         "speechkit": Settings(snapshots=str(work / "snapshots_speechkit"), bins=[list(b) for b in bins.bins],

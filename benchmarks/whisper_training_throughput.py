@@ -120,10 +120,11 @@ def prepare_corpus(corpus: str, data_dir: Path, work: Path, audio_seconds: float
     from speechkit.data.corpora.synthetic import prepare
 
     train_lines = math.ceil(1.5 * audio_seconds / 4.0) + 10  # ~4 s a sentence on average
-    total = train_lines + dev_size + 10
+    dev_lines = math.ceil(dev_size / 0.7) + 10  # about 78 % of the drawn sentences last 1-15 s
+    total = train_lines + dev_lines
     text_file = work / f"sentences_{total}.txt"
     text_file.write_text("\n".join(sentence_texts(data_dir, total, seed)) + "\n", encoding="utf-8")
-    splits = prepare(text_file, work, speakers=4, seed=seed, dev_fraction=(dev_size + 10) / total, test_fraction=0.0,
+    splits = prepare(text_file, work, speakers=4, seed=seed, dev_fraction=dev_lines / total, test_fraction=0.0,
                      overwrite=True)
     return splits["train"].filter(_one_to_15_s).to_eager(), splits["dev"].filter(_one_to_15_s).to_eager()
 
@@ -149,6 +150,8 @@ def pool_and_dev(train, dev, audio_seconds: float, dev_size: int, seed: int, cou
     if total < audio_seconds:
         raise SpeechkitError(f"--audio-seconds {audio_seconds}: the training split holds only {total:.0f} s")
     dev_cuts = sorted(dev, key=lambda c: c.id)
+    if len(dev_cuts) < dev_size:
+        raise SpeechkitError(f"--dev-utterances {dev_size}: the dev split holds only {len(dev_cuts)} cuts")
     random.Random(seed).shuffle(dev_cuts)
     return CutSet.from_cuts(chosen), CutSet.from_cuts(dev_cuts[:dev_size])
 

@@ -25,8 +25,9 @@ per epoch.
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
-from typing import Any, Literal, Sequence, get_args
+from typing import Any, Callable, Literal, Sequence, get_args
 
 from lightning.pytorch import Callback, LightningModule, Trainer
 from torch.optim import Optimizer
@@ -199,6 +200,78 @@ class WarmupStableDecayS(_MultiplierScheduler):
 
     def multiplier(self, step: int) -> float:
         return wsd_s_lambda(step, self.warmup_steps, self.budgets, self.decay_fraction, self.shape, self.min_lr_ratio)
+
+
+class TimeBudgetDecay(_MultiplierScheduler):
+    """WSD with its decay placed in training *time*: for a run limited by a wall-clock budget (``trainer.max_time``,
+    a time-to-quality benchmark), where the number of steps is not known in advance.
+
+    ``m = step / warmup_steps`` during warm-up (steps), 1 until ``(1 - decay_fraction) * budget_seconds`` of
+    training time, then :func:`decay_multiplier` of ``u = (elapsed / budget - (1 - decay_fraction)) /
+    decay_fraction``, reaching ``min_lr_ratio`` at the budget and staying there. *Training and Inference Efficiency
+    of Encoder-Decoder Speech Models* (Zelasko et al. 2025) compares systems at equal training time; this puts the
+    decay of Wen et al.'s WSD at the end of that time whatever the step rate.
+
+    The clock counts from the scheduler's construction (``clock="wall"``: ``time.perf_counter``; ``"cpu"``:
+    ``time.process_time`` of the process, all its threads), or is any ``elapsed()`` callable giving training
+    seconds. The elapsed time is saved in the state dict and a resumed run continues from it.
+
+    Args:
+        optimizer: the wrapped optimizer (its lr is lr_max).
+        budget_seconds: the training time at which the decay ends.
+        warmup_steps: linear warm-up length in optimizer steps.
+        decay_fraction: the decay's share of the budget.
+        shape: linear, cosine, 1-sqrt or exponential.
+        min_lr_ratio: final lr / lr_max.
+        clock: ``"wall"``, ``"cpu"``, or a callable returning elapsed training seconds.
+        last_epoch: the index of the last step, -1 to start fresh.
+    """
+
+    _settings = ("budget_seconds", "warmup_steps", "decay_fraction", "shape", "min_lr_ratio", "clock", "_elapsed")
+
+    def __init__(self, optimizer: Optimizer, budget_seconds: float, warmup_steps: int = 0,
+                 decay_fraction: float = 0.2, shape: DecayShape = "1-sqrt", min_lr_ratio: float = 0.0,
+                 clock: Literal["wall", "cpu"] | Callable[[], float] = "wall", last_epoch: int = -1) -> None:
+        if not budget_seconds > 0:
+            raise SpeechkitError(f"budget_seconds: expected > 0, got {budget_seconds}")
+        if warmup_steps < 0:
+            raise SpeechkitError(f"warmup_steps: expected >= 0, got {warmup_steps}")
+        _check(0, 1, decay_fraction, shape, min_lr_ratio)
+        if callable(clock):
+            self._elapsed = clock
+        elif clock in ("wall", "cpu"):
+            read = time.perf_counter if clock == "wall" else time.process_time
+            start, self._offset = read(), 0.0
+            self._elapsed = lambda: self._offset + read() - start
+        else:
+            raise SpeechkitError(f"clock: expected 'wall', 'cpu' or a callable, got {clock!r}")
+        self.budget_seconds, self.warmup_steps = float(budget_seconds), warmup_steps
+        self.decay_fraction, self.shape, self.min_lr_ratio, self.clock = decay_fraction, shape, min_lr_ratio, clock
+        super().__init__(optimizer, last_epoch)
+
+    def multiplier(self, step: int) -> float:
+        if step < self.warmup_steps:
+            return step / self.warmup_steps
+        return self.time_multiplier(self._elapsed() / self.budget_seconds)
+
+    def time_multiplier(self, fraction: float) -> float:
+        """``m`` after warm-up at ``fraction`` of the budget."""
+        start = 1.0 - self.decay_fraction
+        if fraction < start:
+            return 1.0
+        if self.decay_fraction == 0.0:
+            return 1.0 if fraction < 1.0 else self.min_lr_ratio
+        return decay_multiplier((fraction - start) / self.decay_fraction, self.shape, self.min_lr_ratio)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "elapsed_seconds": self._elapsed()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        state = dict(state_dict)
+        elapsed = state.pop("elapsed_seconds", None)
+        super().load_state_dict(state)
+        if elapsed is not None and not callable(self.clock):  # a callable clock keeps its own time
+            self._offset = elapsed - (self._elapsed() - self._offset)
 
 
 class StepCheckpoint(Callback):

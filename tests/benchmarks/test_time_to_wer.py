@@ -35,6 +35,29 @@ def test_seconds_to_reach_is_the_first_point_at_or_below_the_target():
     assert bench.seconds_to_reach(curve, 0.9) == 60.0
 
 
+def test_the_shared_schedule_decays_on_the_benchmark_clock():
+    import torch
+
+    bench = load_benchmark()
+    settings = bench.Settings(pool="", budget_s=100.0, evals=1, clock="cpu", snapshots="", model="", lr=1.0,
+                              warmup_steps=2, seed=0, threads=1, baseline_batch_size=1, decay_fraction=0.4)
+    now = [0.0]
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    schedule = bench.schedule(settings, lambda: now[0])(optimizer)
+    lrs = []
+    for t in (1.0, 2.0, 60.0, 80.0, 100.0):
+        now[0] = t
+        optimizer.step()
+        schedule.step()
+        lrs.append(optimizer.param_groups[0]["lr"])
+    assert lrs == pytest.approx([0.5, 1.0, 1.0, 0.5, 0.0])
+    constant = bench.schedule(bench.Settings(**{**vars(settings), "decay_fraction": 0.0}), lambda: now[0])(optimizer)
+    for _ in range(3):
+        optimizer.step()
+        constant.step()
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(1.0)
+
+
 @pytest.mark.slow
 def test_both_systems_train_for_the_budget_and_are_scored(tmp_path, fsdd_dir):
     model = tiny_whisper_dir(tmp_path / "tiny", multilingual=False)
@@ -43,7 +66,7 @@ def test_both_systems_train_for_the_budget_and_are_scored(tmp_path, fsdd_dir):
                "--evals", "2", "--clock", "cpu", "--dev-utterances", "4", "--pool-seconds", "20",
                "--baseline-batch-size", "2", "--tokens-per-step", "20", "--lr-scaling", "sqrt", "--threads", "1",
                "--model", str(model), "--data-dir", str(fsdd_dir.parents[1]), "--work-dir", str(tmp_path / "work")]
-    done = subprocess.run(command + ["--json", str(out)], capture_output=True, text=True,
+    done = subprocess.run(command + ["--json", str(out), "--decay-fraction", "0.5"], capture_output=True, text=True,
                           env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(out.read_text())

@@ -9,8 +9,8 @@ import torch
 
 from speechkit.checkpoints import load_checkpoint
 from speechkit.errors import SpeechkitError
-from speechkit.optim import (StepCheckpoint, WarmupDecay, WarmupStableDecay, WarmupStableDecayS, decay_multiplier,
-                             wsd_lambda, wsd_s_lambda)
+from speechkit.optim import (StepCheckpoint, TimeBudgetDecay, WarmupDecay, WarmupStableDecay, WarmupStableDecayS,
+                             decay_multiplier, wsd_lambda, wsd_s_lambda)
 
 SHAPES = ["linear", "cosine", "1-sqrt", "exponential"]
 
@@ -169,3 +169,67 @@ def test_river_valley_toy_wsd_beats_constant_and_drops_inside_the_decay():
         before_decay = sum(decayed[decay_start - 50:decay_start]) / 50
         assert end_wsd < end_constant, seed
         assert before_decay - end_wsd > 0.01, seed  # the gain appears inside the decay window
+
+
+class _FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_time_budget_decay_places_the_decay_in_time_whatever_the_step_rate():
+    clock = _FakeClock()
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=2.0)
+    sched = TimeBudgetDecay(opt, budget_seconds=100.0, warmup_steps=4, decay_fraction=0.5, shape="linear",
+                            min_lr_ratio=0.1, clock=clock)
+    lrs = []
+    for t in [1.0, 2.0, 3.0, 4.0, 10.0, 49.0, 50.0, 75.0, 100.0, 130.0]:  # uneven step times
+        clock.now = t
+        opt.step()
+        sched.step()
+        lrs.append(opt.param_groups[0]["lr"])
+    assert lrs[:3] == pytest.approx([0.5, 1.0, 1.5])  # warm-up counts steps: 2.0 * step / 4
+    assert lrs[3:6] == pytest.approx([2.0, 2.0, 2.0])  # stable until half the budget
+    assert lrs[6] == pytest.approx(2.0) and lrs[7] == pytest.approx(2.0 * (0.1 + 0.9 * 0.5))
+    assert lrs[8:] == pytest.approx([0.2, 0.2])  # min_lr_ratio at the budget and after
+
+
+def test_time_budget_decay_resumes_from_the_saved_elapsed_time(tmp_path, monkeypatch):
+    import speechkit.optim.wsd as wsd
+
+    now = [1000.0]
+    monkeypatch.setattr(wsd.time, "perf_counter", lambda: now[0])
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    first = TimeBudgetDecay(opt, budget_seconds=100.0, decay_fraction=0.5, shape="linear")
+    now[0] += 60.0
+    opt.step()
+    first.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.8)
+    torch.save(first.state_dict(), tmp_path / "sched.pt")
+    now[0] = 5000.0  # a new process, much later: the clock restarts but the saved 60 s count
+    resumed = TimeBudgetDecay(opt, budget_seconds=100.0, decay_fraction=0.5, shape="linear")
+    resumed.load_state_dict(torch.load(tmp_path / "sched.pt", weights_only=True))
+    now[0] += 20.0
+    opt.step()
+    resumed.step()
+    assert resumed.last_epoch == 2 and opt.param_groups[0]["lr"] == pytest.approx(0.4)  # 80 s of 100
+
+
+def test_time_budget_decay_from_yaml_and_its_bad_input():
+    from jsonargparse import ArgumentParser
+    from lightning.pytorch.cli import LRSchedulerCallable
+
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_argument("--scheduler", type=LRSchedulerCallable)
+    cfg = parser.parse_object({"scheduler": {"class_path": "speechkit.optim.TimeBudgetDecay",
+                                             "init_args": {"budget_seconds": 600, "clock": "cpu"}}})
+    sched = parser.instantiate(cfg).scheduler(torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0))
+    assert isinstance(sched, TimeBudgetDecay) and sched.clock == "cpu"
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    for kwargs, name in (({"budget_seconds": 0}, "budget_seconds"), ({"budget_seconds": 1, "clock": "gpu"}, "clock"),
+                         ({"budget_seconds": 1, "decay_fraction": 2.0}, "decay_fraction"),
+                         ({"budget_seconds": 1, "warmup_steps": -1}, "warmup_steps")):
+        with pytest.raises(SpeechkitError, match=name):
+            TimeBudgetDecay(opt, **kwargs)
