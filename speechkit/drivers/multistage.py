@@ -222,6 +222,7 @@ def stage_args(plan: Plan, stage: Stage, stage_dir: Path, init_checkpoint: Optio
         "--model.init_args.init_checkpoint", init_checkpoint or "null",
         "--data.init_args.config.train_cuts", stage.train_cuts,
         "--data.init_args.config.dev_cuts", stage.dev_cuts,
+        "--data.init_args.config.test_cuts", "[]",  # a stage only fits, not on the config's test set ("null": "None")
         "--trainer.max_steps", str(stage.max_steps),
         "--trainer.default_root_dir", str(stage_dir),
         "--trainer.logger", json.dumps(logger),

@@ -71,7 +71,8 @@ def test_both_systems_train_for_the_budget_and_are_scored(tmp_path, fsdd_dir):
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(out.read_text())
     again = tmp_path / "again.json"  # speechkit alone, against the first run's baseline
-    done = subprocess.run(command + ["--json", str(again), "--reuse-baseline", str(out), "--lr-scaling", "none"],
+    done = subprocess.run(command + ["--json", str(again), "--reuse-baseline", str(out), "--lr-scaling", "none",
+                                     "--decay-fraction", "0"],
                           capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     reused = json.loads(again.read_text())

@@ -142,6 +142,16 @@ def test_overrides_in_any_form_reach_the_resolved_config(setup, tmp_path):
     assert args[-2:] == ["--trainer.val_check_interval", "1"] and args.count("--trainer.val_check_interval") == 1
 
 
+def test_a_stage_fits_without_the_configs_test_set(setup, tmp_path):
+    """A stage only fits: a test manifest named by the config (another corpus's, or not yet prepared) is not read
+    (`compare-strategies` on conf/whisper/new_language.yaml failed on its absent default test_cuts)."""
+    root, base = setup
+    plan = multistage.read_plan(write_plan(root, base, gates=[None], languages=["kk"], init_from=[None]))
+    plan.overrides = ["--data.init_args.config.test_cuts", str(tmp_path / "absent.jsonl.gz")]
+    args = multistage.stage_args(plan, plan.stages[0], tmp_path / "s0", None, [])
+    assert args[0] == "fit" and multistage.resolve_fit_config(args[1:]).get("data.init_args.config.test_cuts") == []
+
+
 def test_dry_run_prints_each_stage_with_the_command_line_overrides(setup, capsys):
     root, base = setup
     plan = write_plan(root, base, gates=[0.5, None], languages=["kk", "kk"], init_from=[None, None])
