@@ -143,6 +143,7 @@ def score_test_set(checkpoint: str, test_cuts: str, language: str, out_file: Pat
 
     from speechkit.inference.transcribe import transcribe
     from speechkit.metrics.analysis import letter_errors
+    from speechkit.models.whisper_seq2seq import metric_language
     from speechkit.metrics.wer import score_wer
     from speechkit.text.normalizers import get_normalizer
 
@@ -155,8 +156,9 @@ def score_test_set(checkpoint: str, test_cuts: str, language: str, out_file: Pat
         raise SpeechkitError(f"{out_file}: no transcript for {len(missing)} of {len(refs)} cuts of {test_cuts} "
                              f"(first: {missing[0]})")
     ids = sorted(refs)
-    report = score_wer([refs[i] for i in ids], [hyps[i] for i in ids], language)
-    normalize = get_normalizer(language)
+    scored_as = metric_language(language)  # as validation scores: "mul" for a language Whisper lacks (ky)
+    report = score_wer([refs[i] for i in ids], [hyps[i] for i in ids], scored_as)
+    normalize = get_normalizer(scored_as)
     letters = letter_errors([normalize(refs[i]) for i in ids], [normalize(hyps[i]) for i in ids])
     words = report.words
     return {**{m: getattr(report, m) for m in _METRICS}, "substitutions": words.substitutions,
