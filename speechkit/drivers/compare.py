@@ -143,8 +143,8 @@ def score_test_set(checkpoint: str, test_cuts: str, language: str, out_file: Pat
 
     from speechkit.inference.transcribe import transcribe
     from speechkit.metrics.analysis import letter_errors
-    from speechkit.models.whisper_seq2seq import metric_language
     from speechkit.metrics.wer import score_wer
+    from speechkit.models.whisper_seq2seq import metric_language
     from speechkit.text.normalizers import get_normalizer
 
     transcribe(checkpoint, [test_cuts], out=str(out_file), language=language, guards=False, progress=False,
