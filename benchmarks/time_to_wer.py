@@ -74,7 +74,7 @@ class Settings:
     loss_normalization: str = "batch_mean"
     lr_scaling: str = "none"
     reference_tokens: Optional[int] = None
-    decay_fraction: float = 0.0
+    decay_fraction: float = 1.0  # as --decay-fraction
 
 
 class Clock:

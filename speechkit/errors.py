@@ -8,6 +8,7 @@ a DataLoader worker) wraps around it, and tells it apart from a bug, which keeps
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import errno
 import os
 from pathlib import Path
@@ -137,8 +138,6 @@ def user_error_message(error: BaseException) -> str | None:
 def dataclass_fields_from(value, cls: type, what: str) -> dict:
     """The fields of dataclass ``cls`` given as a mapping (a config's or a checkpoint's hyper-parameters), as a dict;
     a key that is not a field is an error naming ``what``, the keys and the fields."""
-    import dataclasses
-
     names = [f.name for f in dataclasses.fields(cls)]
     unknown = sorted(set(value) - set(names))
     if unknown:

@@ -34,8 +34,8 @@ import numpy as np
 from speechkit.bench.asr import Recognizer, SpokenQuery, make_recognizer, read_audio
 from speechkit.bench.beir import RetrievalSet, load_beir
 from speechkit.bench.noise import build_noise_set, mix_noise
-from speechkit.data.noise_mix import load_noise_cuts
 from speechkit.bench.retrievers import DenseRetriever, Retriever, make_retriever
+from speechkit.data.noise_mix import load_noise_cuts
 from speechkit.errors import SpeechkitError
 from speechkit.metrics.retrieval import retrieval_metrics
 from speechkit.metrics.wer import score_wer

@@ -227,7 +227,8 @@ class TimeBudgetDecay(_MultiplierScheduler):
         last_epoch: the index of the last step, -1 to start fresh.
     """
 
-    _settings = ("budget_seconds", "warmup_steps", "decay_fraction", "shape", "min_lr_ratio", "clock", "_elapsed")
+    _settings = ("budget_seconds", "warmup_steps", "decay_fraction", "shape", "min_lr_ratio", "clock",
+                 "_since_start", "_offset")
 
     def __init__(self, optimizer: Optimizer, budget_seconds: float, warmup_steps: int = 0,
                  decay_fraction: float = 0.2, shape: DecayShape = "1-sqrt", min_lr_ratio: float = 0.0,
@@ -238,21 +239,26 @@ class TimeBudgetDecay(_MultiplierScheduler):
             raise SpeechkitError(f"warmup_steps: expected >= 0, got {warmup_steps}")
         _check(0, 1, decay_fraction, shape, min_lr_ratio)
         if callable(clock):
-            self._elapsed = clock
+            self._since_start = clock
         elif clock in ("wall", "cpu"):
             read = time.perf_counter if clock == "wall" else time.process_time
-            start, self._offset = read(), 0.0
-            self._elapsed = lambda: self._offset + read() - start
+            start = read()
+            self._since_start = lambda: read() - start
         else:
             raise SpeechkitError(f"clock: expected 'wall', 'cpu' or a callable, got {clock!r}")
+        self._offset = 0.0  # training seconds before a resume (a callable clock keeps its own time)
         self.budget_seconds, self.warmup_steps = float(budget_seconds), warmup_steps
         self.decay_fraction, self.shape, self.min_lr_ratio, self.clock = decay_fraction, shape, min_lr_ratio, clock
         super().__init__(optimizer, last_epoch)
 
+    def elapsed(self) -> float:
+        """Training seconds so far."""
+        return self._offset + self._since_start()
+
     def multiplier(self, step: int) -> float:
         if step < self.warmup_steps:
             return step / self.warmup_steps
-        return self.time_multiplier(self._elapsed() / self.budget_seconds)
+        return self.time_multiplier(self.elapsed() / self.budget_seconds)
 
     def time_multiplier(self, fraction: float) -> float:
         """``m`` after warm-up at ``fraction`` of the budget."""
@@ -264,14 +270,14 @@ class TimeBudgetDecay(_MultiplierScheduler):
         return decay_multiplier((fraction - start) / self.decay_fraction, self.shape, self.min_lr_ratio)
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "elapsed_seconds": self._elapsed()}
+        return {**super().state_dict(), "elapsed_seconds": self.elapsed()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         state = dict(state_dict)
         elapsed = state.pop("elapsed_seconds", None)
         super().load_state_dict(state)
-        if elapsed is not None and not callable(self.clock):  # a callable clock keeps its own time
-            self._offset = elapsed - (self._elapsed() - self._offset)
+        if elapsed is not None and not callable(self.clock):
+            self._offset = elapsed - self._since_start()
 
 
 class StepCheckpoint(Callback):
