@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from speechkit.data.noise_mix import load_noise_cuts
 from speechkit.data.corpora import musan
+from speechkit.data.noise_mix import load_noise_cuts
 from speechkit.errors import SpeechkitError
 
 
