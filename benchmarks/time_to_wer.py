@@ -14,7 +14,8 @@ by default all of it: :class:`speechkit.optim.TimeBudgetDecay`), on the same poo
   (``estimate_bucket_bins``) and per-bucket batch sizes, ``WhisperFinetune(pad_to_30s=False)`` (variable-length
   encoder input) and the token-sized optimizer steps of ``speechkit.optim.token_steps`` (``--tokens-per-step``,
   ``--loss-normalization``, ``--lr-scaling``; the reference of the lr rule is the baseline's mean target tokens per
-  step, so at equal tokens both take the same lr).
+  step, so at equal tokens both take the same lr), and optionally an EMA of the weights (``--ema-decay``,
+  :class:`speechkit.optim.WarmupEMA`), whose average is what its snapshots hold.
 
 The clock (``--clock``): ``wall`` (perf_counter of the training process) or ``cpu`` (its CPU time; with
 ``--threads 1`` this is the wall time the run would take on an idle core, and much less sensitive to other jobs on
@@ -75,6 +76,7 @@ class Settings:
     lr_scaling: str = "none"
     reference_tokens: Optional[int] = None
     decay_fraction: float = 1.0  # as --decay-fraction
+    ema_decay: Optional[float] = None
 
 
 class Clock:
@@ -156,6 +158,7 @@ def train_speechkit(settings: Settings) -> dict[str, Any]:
     import lightning as L
     import torch
     from speechkit.data import DataConfig, SpeechDataModule
+    from speechkit.optim import WarmupEMA
     from speechkit.tasks.whisper_finetune import WhisperFinetune
 
     _threads(settings.threads)
@@ -179,13 +182,16 @@ def train_speechkit(settings: Settings) -> dict[str, Any]:
 
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
             self.audio += float(batch.durations.sum())
-            if clock[0].tick(pl_module.model, trainer.global_step, self.audio):
+            model = ema.averaged_module.model if ema else pl_module.model  # ema: updated by now (listed first)
+            if clock[0].tick(model, trainer.global_step, self.audio):
                 trainer.should_stop = True
 
     budget = Budget()
+    ema = WarmupEMA(settings.ema_decay) if settings.ema_decay else None
     trainer = L.Trainer(max_epochs=-1, max_steps=-1, accelerator="cpu", logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-                        limit_val_batches=0, use_distributed_sampler=False, callbacks=[budget])
+                        limit_val_batches=0, use_distributed_sampler=False,
+                        callbacks=[ema, budget] if ema else [budget])
     trainer.fit(module, data)
     return {"snapshots": clock[0].snapshots, "steps": trainer.global_step, "audio_s_trained": budget.audio,
             "epochs": trainer.current_epoch}
@@ -277,6 +283,8 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
                         help="speechkit: accumulate buckets into steps of this many target tokens")
     parser.add_argument("--loss-normalization", choices=["batch_mean", "tokens"], default="tokens")
     parser.add_argument("--lr-scaling", choices=["none", "sqrt", "linear"], default="none")
+    parser.add_argument("--ema-decay", type=float, default=None,
+                        help="speechkit: snapshot an EMA of the weights with this decay cap (speechkit.optim.WarmupEMA)")
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--warmup-steps", type=int, default=5)
     parser.add_argument("--decay-fraction", type=float, default=1.0,
@@ -326,7 +334,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         "speechkit": Settings(snapshots=str(work / "snapshots_speechkit"), bins=[list(b) for b in bins.bins],
                               max_tps=bins.max_tps, batch_sizes=list(sizes), tokens_per_step=args.tokens_per_step,
                               loss_normalization=args.loss_normalization, lr_scaling=args.lr_scaling,
-                              reference_tokens=reference, **common),
+                              reference_tokens=reference, ema_decay=args.ema_decay, **common),
     }
     results, loads = {}, {}
     if args.reuse_baseline:  # an earlier run's baseline (same corpus, budget and clock): only speechkit trains

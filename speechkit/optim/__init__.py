@@ -1,6 +1,7 @@
 """Learning-rate schedules (WSD, WSD-S, WSD over a time budget, cosine / linear baselines, AdamW with linear warm-up
-and decay) and NoiseFiT noise injection."""
+and decay), an EMA of the weights with a warmed-up decay, and NoiseFiT noise injection."""
 
+from speechkit.optim.averaging import WarmupEMA, ema_decay
 from speechkit.optim.noisefit import NoiseFiT, adaptive_noise
 from speechkit.optim.warmup import adamw_warmup_decay, linear_warmup_decay
 from speechkit.optim.wsd import (DecayShape, StepCheckpoint, TimeBudgetDecay, WarmupDecay, WarmupStableDecay,
@@ -8,6 +9,6 @@ from speechkit.optim.wsd import (DecayShape, StepCheckpoint, TimeBudgetDecay, Wa
 
 __all__ = [
     "DecayShape", "NoiseFiT", "StepCheckpoint", "TimeBudgetDecay", "WarmupDecay", "WarmupStableDecay",
-    "WarmupStableDecayS", "adamw_warmup_decay", "adaptive_noise", "decay_multiplier", "linear_warmup_decay",
-    "warmup_decay_lambda", "wsd_lambda", "wsd_s_lambda",
+    "WarmupEMA", "WarmupStableDecayS", "adamw_warmup_decay", "adaptive_noise", "decay_multiplier", "ema_decay",
+    "linear_warmup_decay", "warmup_decay_lambda", "wsd_lambda", "wsd_s_lambda",
 ]

@@ -72,11 +72,12 @@ def test_both_systems_train_for_the_budget_and_are_scored(tmp_path, fsdd_dir):
     result = json.loads(out.read_text())
     again = tmp_path / "again.json"  # speechkit alone, against the first run's baseline
     done = subprocess.run(command + ["--json", str(again), "--reuse-baseline", str(out), "--lr-scaling", "none",
-                                     "--decay-fraction", "0"],
+                                     "--decay-fraction", "0", "--ema-decay", "0.9"],
                           capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     reused = json.loads(again.read_text())
     assert reused["curve_baseline"] == result["curve_baseline"] and len(reused["curve_speechkit"]) == 2
+    assert reused["settings"]["ema_decay"] == 0.9  # its snapshots hold speechkit.optim.WarmupEMA's average
     for system in ("baseline", "speechkit"):
         curve = result[f"curve_{system}"]
         assert len(curve) == 2 and curve[0][0] < curve[1][0] and curve[1][0] >= 6.0  # 0.1 min, cpu clock
