@@ -14,7 +14,7 @@ by default all of it: :class:`speechkit.optim.TimeBudgetDecay`), on the same poo
   (``estimate_bucket_bins``) and per-bucket batch sizes, ``WhisperFinetune(pad_to_30s=False)`` (variable-length
   encoder input) and the token-sized optimizer steps of ``speechkit.optim.token_steps`` (``--tokens-per-step``,
   ``--loss-normalization``, ``--lr-scaling``; the reference of the lr rule is the baseline's mean target tokens per
-  step, so at equal tokens both take the same lr), and optionally an EMA of the weights (``--ema-decay``,
+  step, so at equal tokens both take the same lr), and an EMA of the weights (``--ema-decay``,
   :class:`speechkit.optim.WarmupEMA`), whose average is what its snapshots hold.
 
 The clock (``--clock``): ``wall`` (perf_counter of the training process) or ``cpu`` (its CPU time; with
@@ -283,8 +283,9 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
                         help="speechkit: accumulate buckets into steps of this many target tokens")
     parser.add_argument("--loss-normalization", choices=["batch_mean", "tokens"], default="tokens")
     parser.add_argument("--lr-scaling", choices=["none", "sqrt", "linear"], default="none")
-    parser.add_argument("--ema-decay", type=float, default=None,
-                        help="speechkit: snapshot an EMA of the weights with this decay cap (speechkit.optim.WarmupEMA)")
+    parser.add_argument("--ema-decay", type=float, default=0.999,
+                        help="speechkit: snapshot an EMA of the weights with this decay cap (speechkit.optim.WarmupEMA; "
+                             "0: the live weights)")
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--warmup-steps", type=int, default=5)
     parser.add_argument("--decay-fraction", type=float, default=1.0,
@@ -334,7 +335,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         "speechkit": Settings(snapshots=str(work / "snapshots_speechkit"), bins=[list(b) for b in bins.bins],
                               max_tps=bins.max_tps, batch_sizes=list(sizes), tokens_per_step=args.tokens_per_step,
                               loss_normalization=args.loss_normalization, lr_scaling=args.lr_scaling,
-                              reference_tokens=reference, ema_decay=args.ema_decay, **common),
+                              reference_tokens=reference, ema_decay=args.ema_decay or None, **common),
     }
     results, loads = {}, {}
     if args.reuse_baseline:  # an earlier run's baseline (same corpus, budget and clock): only speechkit trains

@@ -66,7 +66,8 @@ def test_both_systems_train_for_the_budget_and_are_scored(tmp_path, fsdd_dir):
                "--evals", "2", "--clock", "cpu", "--dev-utterances", "4", "--pool-seconds", "20",
                "--baseline-batch-size", "2", "--tokens-per-step", "20", "--lr-scaling", "sqrt", "--threads", "1",
                "--model", str(model), "--data-dir", str(fsdd_dir.parents[1]), "--work-dir", str(tmp_path / "work")]
-    done = subprocess.run(command + ["--json", str(out), "--decay-fraction", "0.5"], capture_output=True, text=True,
+    done = subprocess.run(command + ["--json", str(out), "--decay-fraction", "0.5", "--ema-decay", "0"],
+                          capture_output=True, text=True,
                           env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(out.read_text())
