@@ -76,7 +76,7 @@ class Settings:
     lr_scaling: str = "none"
     reference_tokens: Optional[int] = None
     decay_fraction: float = 1.0  # as --decay-fraction
-    ema_decay: Optional[float] = None
+    ema_decay: Optional[float] = 0.999  # as --ema-decay (None: snapshot the live weights)
 
 
 class Clock:
