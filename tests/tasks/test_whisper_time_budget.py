@@ -1,6 +1,6 @@
 """``speechkit fit -c conf/whisper/fsdd_time_budget.yaml`` end to end with a tiny random Whisper on real FSDD audio:
 training stops at ``trainer.max_time``, the lr has decayed over that time, and the checkpoint's ``state_dict`` is
-the EMA (the live weights beside it)."""
+the EMA (the live weights beside it), which is what a task rebuilt from it holds."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from speechkit.checkpoints import load_task
 from speechkit.data.corpora.fsdd import prepare
 from speechkit.testing import tiny_whisper_dir
 
@@ -50,3 +51,5 @@ def test_the_time_budget_config_decays_over_its_time_and_saves_the_average(tmp_p
     average, live = ckpt["state_dict"], ckpt["current_model_state"]
     assert average.keys() == live.keys() and int(ckpt["averaging_state"]["n_averaged"]) > 1
     assert any(not torch.equal(average[k], live[k]) for k in average)
+    rebuilt = load_task(last).state_dict()  # what transcribe and export load: the average
+    assert all(torch.equal(rebuilt[k], average[k]) for k in average)
