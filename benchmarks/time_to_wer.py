@@ -76,7 +76,7 @@ class Settings:
     lr_scaling: str = "none"
     reference_tokens: Optional[int] = None
     decay_fraction: float = 1.0  # as --decay-fraction
-    ema_decay: Optional[float] = 0.999  # as --ema-decay (None: snapshot the live weights)
+    ema_decay: Optional[float] = 0.999  # as --ema-decay (0 or None: snapshot the live weights)
 
 
 class Clock:
@@ -173,6 +173,8 @@ def train_speechkit(settings: Settings) -> dict[str, Any]:
                                        bucket_batch_size=settings.batch_sizes, bucket_max_tps=settings.max_tps,
                                        seed=settings.seed))
 
+    ema = WarmupEMA(settings.ema_decay) if settings.ema_decay else None  # listed before Budget: updated first
+
     class Budget(L.Callback):
         def __init__(self) -> None:
             self.audio = 0.0
@@ -182,12 +184,11 @@ def train_speechkit(settings: Settings) -> dict[str, Any]:
 
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
             self.audio += float(batch.durations.sum())
-            model = ema.averaged_module.model if ema else pl_module.model  # ema: updated by now (listed first)
+            model = ema.averaged_module.model if ema else pl_module.model
             if clock[0].tick(model, trainer.global_step, self.audio):
                 trainer.should_stop = True
 
     budget = Budget()
-    ema = WarmupEMA(settings.ema_decay) if settings.ema_decay else None
     trainer = L.Trainer(max_epochs=-1, max_steps=-1, accelerator="cpu", logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
                         limit_val_batches=0, use_distributed_sampler=False,
@@ -335,7 +336,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         "speechkit": Settings(snapshots=str(work / "snapshots_speechkit"), bins=[list(b) for b in bins.bins],
                               max_tps=bins.max_tps, batch_sizes=list(sizes), tokens_per_step=args.tokens_per_step,
                               loss_normalization=args.loss_normalization, lr_scaling=args.lr_scaling,
-                              reference_tokens=reference, ema_decay=args.ema_decay or None, **common),
+                              reference_tokens=reference, ema_decay=args.ema_decay, **common),
     }
     results, loads = {}, {}
     if args.reuse_baseline:  # an earlier run's baseline (same corpus, budget and clock): only speechkit trains
