@@ -48,7 +48,7 @@ from typing import Any, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from whisper_training_throughput import (  # noqa: E402  (the sibling benchmark's corpora, batches and decoding)
-    REPO, _threads, default_data_dir, dev_wer, hf_batches, pool_and_dev, prepare_corpus)
+    REPO, _threads, bucket_batch_sizes, default_data_dir, dev_wer, hf_batches, pool_and_dev, prepare_corpus)
 
 SYSTEMS = ("baseline", "speechkit")
 
@@ -77,6 +77,7 @@ class Settings:
     reference_tokens: Optional[int] = None
     decay_fraction: float = 1.0  # as --decay-fraction
     ema_decay: Optional[float] = 0.999  # as --ema-decay (0 or None: snapshot the live weights)
+    ema_warmup_offset: float = 10.0  # as --ema-warmup-offset
 
 
 class Clock:
@@ -173,7 +174,8 @@ def train_speechkit(settings: Settings) -> dict[str, Any]:
                                        bucket_batch_size=settings.batch_sizes, bucket_max_tps=settings.max_tps,
                                        seed=settings.seed))
 
-    ema = WarmupEMA(settings.ema_decay) if settings.ema_decay else None  # listed before Budget: updated first
+    ema = (WarmupEMA(settings.ema_decay, warmup_offset=settings.ema_warmup_offset) if settings.ema_decay
+           else None)  # listed before Budget: updated first
 
     class Budget(L.Callback):
         def __init__(self) -> None:
@@ -276,17 +278,25 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
                         help="training pool (default sentences 12000 s, fsdd 1000 s)")
     parser.add_argument("--dev-utterances", type=int, default=150)
     parser.add_argument("--baseline-batch-size", type=int, default=8)
+    parser.add_argument("--batch-sizes", choices=["max-duration", "search"], default="max-duration",
+                        help="speechkit's per-bucket batch sizes: floor(--max-duration / bucket duration), or the "
+                             "OOMptimizer search (speechkit.data.batch_size_search) under --memory-budget-gb")
     parser.add_argument("--max-duration", type=float, default=60.0,
                         help="speechkit: padded audio seconds per batch, floor(S / bucket duration) per bucket")
+    parser.add_argument("--memory-budget-gb", type=float, default=1.75, help="CPU peak-RSS budget of the search")
     parser.add_argument("--num-buckets", type=int, default=4)
     parser.add_argument("--num-subbuckets", type=int, default=2)
-    parser.add_argument("--tokens-per-step", type=int, default=None,
-                        help="speechkit: accumulate buckets into steps of this many target tokens")
+    parser.add_argument("--tokens-per-step", default=None,
+                        help="speechkit: accumulate buckets into steps of this many target tokens; 'baseline': the "
+                             "baseline's mean target tokens per step")
     parser.add_argument("--loss-normalization", choices=["batch_mean", "tokens"], default="tokens")
     parser.add_argument("--lr-scaling", choices=["none", "sqrt", "linear"], default="none")
     parser.add_argument("--ema-decay", type=float, default=0.999,
                         help="speechkit: snapshot an EMA of the weights with this decay cap (speechkit.optim.WarmupEMA; "
                              "0: the live weights)")
+    parser.add_argument("--ema-warmup-offset", type=float, default=10.0,
+                        help="speechkit: the EMA's decay warms up as (1 + n) / (c + n): it averages about the last "
+                             "1 / (c - 1) of the steps")
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--warmup-steps", type=int, default=5)
     parser.add_argument("--decay-fraction", type=float, default=1.0,
@@ -302,13 +312,18 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--data-dir", default=str(default_data_dir()))
     parser.add_argument("--work-dir", default=None, help="default exp/benchmarks/time_to_wer_<corpus>")
     args = parser.parse_args(argv)
+    if args.tokens_per_step not in (None, "baseline"):
+        try:
+            args.tokens_per_step = int(args.tokens_per_step)
+        except ValueError:
+            parser.error(f"--tokens-per-step: expected a number of tokens or 'baseline', got {args.tokens_per_step!r}")
     if args.pool_seconds is None:
         args.pool_seconds = 12000.0 if args.corpus == "sentences" else 1000.0  # speechkit: < 2 passes in 10 min
     return args
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    from speechkit.data.sampling import TaskTokenCounter, build_constraint, estimate_bucket_bins
+    from speechkit.data.sampling import TaskTokenCounter, estimate_bucket_bins
     from speechkit.tasks.whisper_finetune import WhisperFinetune
 
     args = parse_args(argv)
@@ -323,20 +338,23 @@ def main(argv: Optional[list[str]] = None) -> int:
     pool.to_file(work / "pool.jsonl.gz")
     dev_subset.to_file(work / "dev_subset.jsonl.gz")
     bins = estimate_bucket_bins(pool, args.num_buckets, args.num_subbuckets)
-    sizes = build_constraint(bins.bins, None, max_duration=args.max_duration).batch_sizes
+    sizes, how = bucket_batch_sizes(args, bins.bins, {"threads": args.threads, "model": args.model, "lr": args.lr})
     mean_tokens = sum(c.custom["num_tokens"] - len(core.prompt) for c in pool) / len(pool)  # as target_tokens
     reference = round(args.baseline_batch_size * mean_tokens)  # the baseline's mean target tokens per step
+    tokens_per_step = reference if args.tokens_per_step == "baseline" else args.tokens_per_step
     print(f"{len(pool)} training cuts ({sum(c.duration for c in pool):.0f} s), {len(dev_subset)} dev cuts; "
-          f"bins {bins.bins}, batch sizes {sizes}; baseline mean {reference} target tokens per step", flush=True)
+          f"bins {bins.bins}, batch sizes {sizes} ({how}); baseline mean {reference} target tokens per step",
+          flush=True)
     common = dict(pool=str(work / "pool.jsonl.gz"), budget_s=60 * args.minutes, evals=args.evals, clock=args.clock,
                   model=args.model, lr=args.lr, warmup_steps=args.warmup_steps, seed=args.seed, threads=args.threads,
                   baseline_batch_size=args.baseline_batch_size, decay_fraction=args.decay_fraction)
     settings = {
         "baseline": Settings(snapshots=str(work / "snapshots_baseline"), **common),
         "speechkit": Settings(snapshots=str(work / "snapshots_speechkit"), bins=[list(b) for b in bins.bins],
-                              max_tps=bins.max_tps, batch_sizes=list(sizes), tokens_per_step=args.tokens_per_step,
+                              max_tps=bins.max_tps, batch_sizes=list(sizes), tokens_per_step=tokens_per_step,
                               loss_normalization=args.loss_normalization, lr_scaling=args.lr_scaling,
-                              reference_tokens=reference, ema_decay=args.ema_decay, **common),
+                              reference_tokens=reference, ema_decay=args.ema_decay,
+                              ema_warmup_offset=args.ema_warmup_offset, **common),
     }
     results, loads = {}, {}
     if args.reuse_baseline:  # an earlier run's baseline (same corpus, budget and clock): only speechkit trains
@@ -356,7 +374,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                                                     str(work / "dev_subset.jsonl.gz"), args.threads,
                                                     system == "speechkit")
     out = report(results, {**{k: v for k, v in vars(args).items()}, "reference_tokens": reference,
-                           "bucket_batch_size": list(sizes), "bins": [list(b) for b in bins.bins],
+                           "bucket_batch_size": list(sizes), "batch_sizes_from": how,
+                           "tokens_per_step_resolved": tokens_per_step, "bins": [list(b) for b in bins.bins],
                            "load_average": loads, "cpu_count": os.cpu_count(),
                            "epochs": {s: results[s]["epochs"] for s in SYSTEMS}})
     Path(args.json).write_text(json.dumps(out, indent=2, default=float))

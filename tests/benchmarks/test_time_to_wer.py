@@ -58,6 +58,18 @@ def test_the_shared_schedule_decays_on_the_benchmark_clock():
     assert optimizer.param_groups[0]["lr"] == pytest.approx(1.0)
 
 
+def test_tokens_per_step_takes_a_count_or_the_baselines_tokens(capsys):
+    bench = load_benchmark()
+    base = ["--corpus", "sentences", "--minutes", "1", "--json", "x.json"]
+    assert bench.parse_args(base).tokens_per_step is None
+    assert bench.parse_args(base + ["--tokens-per-step", "900"]).tokens_per_step == 900
+    assert bench.parse_args(base + ["--tokens-per-step", "baseline"]).tokens_per_step == "baseline"
+    with pytest.raises(SystemExit) as exit_:
+        bench.parse_args(base + ["--tokens-per-step", "many"])
+    assert exit_.value.code == 2 and "--tokens-per-step: expected a number of tokens or 'baseline', got 'many'" in \
+        capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_both_systems_train_for_the_budget_and_are_scored(tmp_path, fsdd_dir):
     model = tiny_whisper_dir(tmp_path / "tiny", multilingual=False)
@@ -73,12 +85,15 @@ def test_both_systems_train_for_the_budget_and_are_scored(tmp_path, fsdd_dir):
     result = json.loads(out.read_text())
     again = tmp_path / "again.json"  # speechkit alone, against the first run's baseline
     done = subprocess.run(command + ["--json", str(again), "--reuse-baseline", str(out), "--lr-scaling", "none",
-                                     "--decay-fraction", "0", "--ema-decay", "0.9"],
+                                     "--decay-fraction", "0", "--ema-decay", "0.9", "--ema-warmup-offset", "4",
+                                     "--tokens-per-step", "baseline"],
                           capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     reused = json.loads(again.read_text())
     assert reused["curve_baseline"] == result["curve_baseline"] and len(reused["curve_speechkit"]) == 2
     assert reused["settings"]["ema_decay"] == 0.9  # its snapshots hold speechkit.optim.WarmupEMA's average
+    assert reused["settings"]["ema_warmup_offset"] == 4.0
+    assert reused["settings"]["tokens_per_step_resolved"] == reused["settings"]["reference_tokens"] > 0
     for system in ("baseline", "speechkit"):
         curve = result[f"curve_{system}"]
         assert len(curve) == 2 and curve[0][0] < curve[1][0] and curve[1][0] >= 6.0  # 0.1 min, cpu clock

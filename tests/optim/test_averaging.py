@@ -12,6 +12,7 @@ def test_the_decay_warms_up_to_its_cap():
     assert ema_decay(90, 0.999) == pytest.approx(91 / 100)
     assert ema_decay(10_000, 0.999) == 0.999  # (1 + n) / (10 + n) > 0.999 once n > 8,990
     assert ema_decay(0, 0.9, warmup=False) == 0.9
+    assert ema_decay(8, 0.999, warmup_offset=4.0) == pytest.approx(9 / 12)  # a window of (c + n) / (c - 1) = 4
 
 
 def test_bad_settings_are_refused():
@@ -19,6 +20,8 @@ def test_bad_settings_are_refused():
         WarmupEMA(decay=1.0)
     with pytest.raises(SpeechkitError, match="every_n_steps"):
         WarmupEMA(every_n_steps=0)
+    with pytest.raises(SpeechkitError, match="warmup_offset"):
+        WarmupEMA(warmup_offset=1.0)  # d_0 = 1: the average would never leave the initial weights
 
 
 class Line(L.LightningModule):
@@ -55,13 +58,14 @@ def _trainer(tmp_path, steps: int, callbacks: list) -> L.Trainer:
                      default_root_dir=tmp_path, callbacks=callbacks)
 
 
-def test_the_model_ends_with_the_warmed_up_average_of_its_trajectory(tmp_path):
+@pytest.mark.parametrize("cap, offset", [(0.5, 10.0), (0.9, 4.0)])
+def test_the_model_ends_with_the_warmed_up_average_of_its_trajectory(tmp_path, cap, offset):
     torch.manual_seed(0)
     model, trajectory = Line(), Trajectory()
-    _trainer(tmp_path, 6, [WarmupEMA(decay=0.5), trajectory]).fit(model, _data())
+    _trainer(tmp_path, 6, [WarmupEMA(decay=cap, warmup_offset=offset), trajectory]).fit(model, _data())
     expected = trajectory.weights[0]
-    for n, w in enumerate(trajectory.weights[1:], start=1):  # the first update copies; then d = min(0.5, ...)
-        d = min(0.5, (1 + n) / (10 + n))
+    for n, w in enumerate(trajectory.weights[1:], start=1):  # the first update copies; then d = min(cap, ...)
+        d = min(cap, (1 + n) / (offset + n))
         expected = d * expected + (1 - d) * w
     torch.testing.assert_close(model.layer.weight.detach(), expected)
     assert not torch.allclose(expected, trajectory.weights[-1])  # the average is not the last weights
