@@ -77,7 +77,7 @@ class Settings:
     reference_tokens: Optional[int] = None
     decay_fraction: float = 1.0  # as --decay-fraction
     ema_decay: Optional[float] = 0.999  # as --ema-decay (0 or None: snapshot the live weights)
-    ema_warmup_offset: float = 10.0  # as --ema-warmup-offset
+    ema_warmup_offset: float = 4.0  # as --ema-warmup-offset
 
 
 class Clock:
@@ -294,7 +294,7 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--ema-decay", type=float, default=0.999,
                         help="speechkit: snapshot an EMA of the weights with this decay cap (speechkit.optim.WarmupEMA; "
                              "0: the live weights)")
-    parser.add_argument("--ema-warmup-offset", type=float, default=10.0,
+    parser.add_argument("--ema-warmup-offset", type=float, default=4.0,
                         help="speechkit: the EMA's decay warms up as (1 + n) / (c + n): it averages about the last "
                              "1 / (c - 1) of the steps")
     parser.add_argument("--lr", type=float, default=1e-4)
