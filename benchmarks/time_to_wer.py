@@ -15,7 +15,9 @@ by default all of it: :class:`speechkit.optim.TimeBudgetDecay`), on the same poo
   encoder input) and the token-sized optimizer steps of ``speechkit.optim.token_steps`` (``--tokens-per-step``,
   ``--loss-normalization``, ``--lr-scaling``; the reference of the lr rule is the baseline's mean target tokens per
   step, so at equal tokens both take the same lr), and an EMA of the weights (``--ema-decay``,
-  :class:`speechkit.optim.WarmupEMA`), whose average is what its snapshots hold.
+  ``--ema-warmup-offset``: :class:`speechkit.optim.WarmupEMA`), whose average is what its snapshots hold. Its
+  per-bucket batch sizes: ``floor(--max-duration / bucket duration)``, or the OOMptimizer search under a CPU
+  memory budget (``--batch-sizes search``).
 
 The clock (``--clock``): ``wall`` (perf_counter of the training process) or ``cpu`` (its CPU time; with
 ``--threads 1`` this is the wall time the run would take on an idle core, and much less sensitive to other jobs on

@@ -8,10 +8,10 @@ behind. :class:`WarmupEMA` decays with
 
 (with ``c = 10``, the default, the ``num_updates`` rule of TensorFlow's ``ExponentialMovingAverage``): the average's
 window, ``1 / (1 - d_n) = (c + n) / (c - 1)`` updates, grows with the run and covers roughly the last
-``1 / (c - 1)`` of the steps taken (a ninth at ``c = 10``, a third at ``c = 4``) until ``d_n`` reaches ``decay``. Only this decay rule is written here (neither Lightning nor
-``torch.optim.swa_utils`` has it); Lightning's callback does the rest: the average is swapped in for validation,
-copied into the model when training ends, saved as the checkpoint's ``state_dict`` (the live weights under
-``current_model_state``) and restored on resume.
+``1 / (c - 1)`` of the steps taken (a ninth at ``c = 10``, a third at ``c = 4``) until ``d_n`` reaches ``decay``.
+Only this decay rule is written here (neither Lightning nor ``torch.optim.swa_utils`` has it); Lightning's callback
+does the rest: the average is swapped in for validation, copied into the model when training ends, saved as the
+checkpoint's ``state_dict`` (the live weights under ``current_model_state``) and restored on resume.
 
 YAML: ``trainer.callbacks: [{class_path: speechkit.optim.WarmupEMA, init_args: {decay: 0.999}}]``.
 """
@@ -60,7 +60,8 @@ class WarmupEMA(WeightAveraging):
             raise SpeechkitError(f"WarmupEMA warmup_offset: expected a value > 1, got {warmup_offset}")
         if every_n_steps < 1:
             raise SpeechkitError(f"WarmupEMA every_n_steps: expected >= 1, got {every_n_steps}")
-        super().__init__(device=device, use_buffers=use_buffers, multi_avg_fn=_WarmupEMAUpdate(decay, warmup, warmup_offset))
+        super().__init__(device=device, use_buffers=use_buffers,
+                         multi_avg_fn=_WarmupEMAUpdate(decay, warmup, warmup_offset))
         self.every_n_steps = every_n_steps
 
     def should_update(self, step_idx: Optional[int] = None, epoch_idx: Optional[int] = None) -> bool:

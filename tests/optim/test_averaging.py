@@ -21,7 +21,7 @@ def test_bad_settings_are_refused():
     with pytest.raises(SpeechkitError, match="every_n_steps"):
         WarmupEMA(every_n_steps=0)
     with pytest.raises(SpeechkitError, match="warmup_offset"):
-        WarmupEMA(warmup_offset=1.0)  # d_0 = 1: the average would never leave the initial weights
+        WarmupEMA(warmup_offset=1.0)  # d_n = 1: the average would never leave the first weights
 
 
 class Line(L.LightningModule):
