@@ -77,9 +77,9 @@ class Settings:
     loss_normalization: str = "batch_mean"
     lr_scaling: str = "none"
     reference_tokens: Optional[int] = None
-    decay_fraction: float = 1.0  # as --decay-fraction
-    ema_decay: Optional[float] = 0.999  # as --ema-decay (0 or None: snapshot the live weights)
-    ema_warmup_offset: float = 4.0  # as --ema-warmup-offset
+    decay_fraction: float = 1.0  # the defaults of --decay-fraction, --ema-decay and --ema-warmup-offset
+    ema_decay: Optional[float] = 0.999  # 0 or None: snapshot the live weights
+    ema_warmup_offset: float = 4.0
 
 
 class Clock:
@@ -268,6 +268,15 @@ def plot(out: dict[str, Any], title: str, path: str) -> None:
     fig.savefig(path, dpi=100)
 
 
+def _tokens_per_step(value: str) -> int | str:
+    if value == "baseline":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of tokens or 'baseline', got {value!r}") from None
+
+
 def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--corpus", choices=["fsdd", "sentences"], required=True)
@@ -288,20 +297,20 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--memory-budget-gb", type=float, default=1.75, help="CPU peak-RSS budget of the search")
     parser.add_argument("--num-buckets", type=int, default=4)
     parser.add_argument("--num-subbuckets", type=int, default=2)
-    parser.add_argument("--tokens-per-step", default=None,
+    parser.add_argument("--tokens-per-step", type=_tokens_per_step, default=None,
                         help="speechkit: accumulate buckets into steps of this many target tokens; 'baseline': the "
                              "baseline's mean target tokens per step")
     parser.add_argument("--loss-normalization", choices=["batch_mean", "tokens"], default="tokens")
     parser.add_argument("--lr-scaling", choices=["none", "sqrt", "linear"], default="none")
-    parser.add_argument("--ema-decay", type=float, default=0.999,
+    parser.add_argument("--ema-decay", type=float, default=Settings.ema_decay,
                         help="speechkit: snapshot an EMA of the weights with this decay cap (speechkit.optim.WarmupEMA; "
                              "0: the live weights)")
-    parser.add_argument("--ema-warmup-offset", type=float, default=4.0,
+    parser.add_argument("--ema-warmup-offset", type=float, default=Settings.ema_warmup_offset,
                         help="speechkit: the EMA's decay warms up as (1 + n) / (c + n): it averages about the last "
                              "1 / (c - 1) of the steps")
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--warmup-steps", type=int, default=5)
-    parser.add_argument("--decay-fraction", type=float, default=1.0,
+    parser.add_argument("--decay-fraction", type=float, default=Settings.decay_fraction,
                         help="both systems: decay the lr linearly to 0 over this last share of the budget "
                              "(speechkit.optim.TimeBudgetDecay; 1: over the whole budget); 0: constant after "
                              "warm-up")
@@ -314,11 +323,6 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--data-dir", default=str(default_data_dir()))
     parser.add_argument("--work-dir", default=None, help="default exp/benchmarks/time_to_wer_<corpus>")
     args = parser.parse_args(argv)
-    if args.tokens_per_step not in (None, "baseline"):
-        try:
-            args.tokens_per_step = int(args.tokens_per_step)
-        except ValueError:
-            parser.error(f"--tokens-per-step: expected a number of tokens or 'baseline', got {args.tokens_per_step!r}")
     if args.pool_seconds is None:
         args.pool_seconds = 12000.0 if args.corpus == "sentences" else 1000.0  # speechkit: < 2 passes in 10 min
     return args
